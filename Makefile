@@ -1,0 +1,56 @@
+# mcanim — developer entry points. `make demo` and `make test` set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+TORCH_VERSION := 2.13.0
+export MCANIM_ASSETS ?= $(abspath ../shared/assets)
+DEMO_OUT ?= out/demo
+
+.PHONY: setup demo test lint format typecheck clean system-deps
+
+setup: $(STAMP)
+
+# ffmpeg: the CLI used by tests to build videos with rotation metadata; encoding itself uses PyAV.
+system-deps:
+	@command -v ffmpeg >/dev/null 2>&1 || { \
+	  echo "installing ffmpeg (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q ffmpeg >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q ffmpeg >/dev/null; }; }
+
+$(STAMP): pyproject.toml constraints.txt | system-deps
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==$(TORCH_VERSION)
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+# The main job on real input: two real videos from the shared assets, CPU preset, then the
+# paper-style statistics and plots of what it wrote.
+demo: $(STAMP)
+	@test -f "$(MCANIM_ASSETS)/videos/vtest.avi" -a -f "$(MCANIM_ASSETS)/models/movenet_multipose.onnx" || { \
+	  echo "make demo needs the shared assets folder (videos/vtest.avi, videos/dance_single.mp4,"; \
+	  echo "models/movenet_multipose.onnx) at ../shared/assets or in MCANIM_ASSETS=/path/to/assets."; \
+	  echo "It is provided beside every checkout of this project; see docs/preprocess.md."; exit 2; }
+	$(PY) -m preprocess --config jobs/preprocess/cpu.yaml --output $(DEMO_OUT) \
+	  --input "$(MCANIM_ASSETS)/videos/vtest.avi" --input "$(MCANIM_ASSETS)/videos/dance_single.mp4"
+	$(PY) -m shards validate $(DEMO_OUT)
+	$(PY) -m shards stats $(DEMO_OUT) --plots $(DEMO_OUT)/plots
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

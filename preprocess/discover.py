@@ -1,0 +1,63 @@
+"""Inputs of a run: a directory, a glob, a list file, or single files -> source URIs.
+
+A directory is walked recursively and every regular, non-hidden file in it is an input (a
+file that is not a video becomes a ``failed`` row saying so, rather than vanishing silently);
+pose sidecars (``*.pose.npz``) and list files are companions, not inputs. A ``.txt``/``.lst``
+file holds one path or URI per line (``#`` comments allowed). Sources are canonical: local
+paths are made absolute, so a video's id is the same however it was named on the command line.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable
+from pathlib import Path
+
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+COMPANION_SUFFIXES = (".pose.npz",)
+
+
+def canonical_source(path_or_uri: str) -> str:
+    """Absolute local path, or the URI unchanged for ``scheme://`` inputs."""
+    if "://" in path_or_uri:
+        return path_or_uri
+    return str(Path(path_or_uri).expanduser().resolve())
+
+
+def _walk(directory: Path) -> list[str]:
+    """Every regular file below ``directory`` except hidden ones and companions."""
+    found = []
+    for path in directory.rglob("*"):
+        rel = path.relative_to(directory)
+        hidden = any(part.startswith(".") for part in rel.parts)
+        companion = any(path.name.endswith(s) for s in COMPANION_SUFFIXES)
+        if path.is_file() and not hidden and not companion:
+            found.append(canonical_source(str(path)))
+    return sorted(found)
+
+
+def _read_list(path: Path) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    base = path.parent
+    return [canonical_source(x if "://" in x else str(base / x)) for x in lines if x]
+
+
+def discover(inputs: Iterable[str]) -> list[str]:
+    """Expand ``inputs`` into a sorted, de-duplicated list of canonical source URIs."""
+    found: list[str] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if "://" in item:
+            found.append(item)
+        elif path.is_dir():
+            found.extend(_walk(path))
+        elif path.is_file() and path.suffix in LIST_SUFFIXES:
+            found.extend(_read_list(path))
+        elif path.is_file():
+            found.append(canonical_source(item))
+        else:
+            matches = sorted(glob.glob(str(path), recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"input {item!r} is not a file, directory or matching glob")
+            found.extend(canonical_source(m) for m in matches if Path(m).is_file())
+    return sorted(dict.fromkeys(found))
