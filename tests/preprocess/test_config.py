@@ -27,7 +27,7 @@ def test_errors_name_the_key(tmp_path: Path) -> None:
         load_config(PreprocessConfig, None, ["flow.nope=1"])
     with pytest.raises(ConfigError, match=r"decode\.max_fps"):
         load_config(PreprocessConfig, None, ["decode.max_fps=fast"])
-    with pytest.raises(ConfigError, match="key.sub=value"):
+    with pytest.raises(ConfigError, match=r"key\.sub=value"):
         load_config(PreprocessConfig, None, ["flow.preset"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("- a\n- b\n")
