@@ -1,11 +1,18 @@
 """The dataset contract (DESIGN §4): one WebDataset sample per clip, Parquet rows beside it.
 
-On disk, under a preprocessing output ``OUT``::
+On disk, under a preprocessing output ``OUT`` (details and crash semantics: docs/shards.md)::
 
-    OUT/config.yaml                      resolved preprocessing config of the run
-    OUT/shards/shard-000000.tar          WebDataset shards (whole clips; written then renamed)
-    OUT/stats/clips/shard-000000.parquet one row per clip of that shard (written with it)
-    OUT/stats/videos/*.parquet           one row per input video (ok / failed / skipped)
+    OUT/config.yaml                       resolved preprocessing config of the run
+    OUT/shards/shard-000000.tar           WebDataset shards (whole clips; written then renamed)
+    OUT/stats/clips/shard-000000.parquet  one row per clip of that shard (written with it)
+    OUT/stats/videos/shard-000000.parquet one row per input video (ok / failed / skipped),
+                                          flushed when the shard of its last clip closes
+    OUT/.staging/                         the writer's per-video staging tars (private)
+
+Names are ``{prefix}-{NNNNNN}`` with ``prefix`` = ``shard`` unless a writer is given another
+one (one per concurrent writer); numbers continue after those already in the output. Files
+being written are hidden ``.NAME.tmp`` files in the same folder and are renamed when whole.
+A shard exists for readers once its clips Parquet file exists.
 
 Field names and encodings of a sample (the extension decides the decoder; see ``codec.py``):
 
@@ -23,7 +30,10 @@ Field names and encodings of a sample (the extension decides the decoder; see ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -33,11 +43,41 @@ SHARDS_DIR = "shards"
 CLIPS_DIR = "stats/clips"
 VIDEOS_DIR = "stats/videos"
 CONFIG_FILE = "config.yaml"
+STAGING_DIR = ".staging"
+SHARD_PREFIX = "shard"
+TMP_SUFFIX = ".tmp"
 
 FIELDS = ("mp4", "pose.npy", "flow.npz", "depth.npz", "mask.npz", "order.npz", "ranks.npy", "json")
 REQUIRED_FIELDS = tuple(f for f in FIELDS if f != "depth.npz")
 
 NUM_KEYPOINTS = 133
+
+VIDEO_STATUSES = ("ok", "failed", "skipped")
+
+KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
+"""A sample key (use with ``fullmatch``): letters, digits, ``_`` and ``-`` only. WebDataset
+splits a tar member name at its first dot into key and field, so a key can hold no dot, slash
+or path."""
+
+NAME_RE = re.compile(r"(?P<prefix>[A-Za-z0-9_-]+)-(?P<number>\d{6,})")
+"""A shard stem ``{prefix}-{NNNNNN}`` (use with ``fullmatch``)."""
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a valid sample key, else raise ValueError saying why."""
+    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
+        raise ValueError(
+            f"invalid sample key {key!r}: use 1-200 of [A-Za-z0-9_-] (no dots, slashes or "
+            "paths; hash the source instead)"
+        )
+    return key
+
+
+def shard_name(prefix: str, number: int) -> str:
+    """Stem of a shard and of its Parquet files: ``shard_name("shard", 3) == "shard-000003"``."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", prefix):
+        raise ValueError(f"invalid shard prefix {prefix!r}: use [A-Za-z0-9_-]")
+    return f"{prefix}-{number:06d}"
 
 
 @dataclass
@@ -111,7 +151,7 @@ class VideoRow:
     video_id: str
     source: str
     status: str
-    """``ok`` | ``failed`` | ``skipped``."""
+    """``ok`` | ``failed`` | ``skipped`` (``VIDEO_STATUSES``)."""
     error_stage: str | None = None
     error: str | None = None
     n_clips: int = 0
@@ -153,3 +193,26 @@ def arrow_schema(row_type: type) -> pa.Schema:
 
 CLIP_SCHEMA = arrow_schema(ClipRow)
 VIDEO_SCHEMA = arrow_schema(VideoRow)
+
+
+def row_dict(row: ClipRow | VideoRow) -> dict[str, Any]:
+    """A row as a plain dict for Parquet: NaN becomes null where the column is nullable.
+
+    Raises ValueError naming the column when a non-nullable column is None or NaN, so that a
+    bad row fails when it is added, not when its shard is closed.
+    """
+    schema = CLIP_SCHEMA if isinstance(row, ClipRow) else VIDEO_SCHEMA
+    out = asdict(row)
+    for f in schema:
+        value = out[f.name]
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        if value is None and not f.nullable:
+            raise ValueError(f"{type(row).__name__}.{f.name} must not be None/NaN")
+        out[f.name] = value
+    return out
+
+
+def rows_to_table(rows: Sequence[ClipRow | VideoRow], schema: pa.Schema) -> pa.Table:
+    """Rows (all of the type that ``schema`` describes) as an Arrow table of ``schema``."""
+    return pa.Table.from_pylist([row_dict(r) for r in rows], schema=schema)

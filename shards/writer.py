@@ -1,0 +1,384 @@
+"""The shard writer: per-video transactions into whole WebDataset shards plus their Parquet rows.
+
+A video is one transaction. ``writer.begin_video(video_id)`` returns a :class:`VideoStaging`;
+``staging.add(encoded, row)`` spills each encoded clip to a private staging tar under
+``OUT/.staging/`` (memory stays bounded for long videos); ``staging.commit(video_row)`` moves
+the clips into shards and ``staging.discard()`` deletes them, so a video that fails half-way
+leaves nothing in any shard. Failed and skipped videos are recorded with
+``writer.add_video_row(row)``.
+
+A shard and its clips Parquet file are written under hidden ``.NAME.tmp`` names and renamed
+when whole, in this order:
+
+1. the tar is finished (end-of-archive written, fsynced);
+2. its clips rows and the pending video rows are written to Parquet tmp files (fsynced);
+3. rename ``shards/.NAME.tar.tmp`` -> ``shards/NAME.tar``;
+4. rename ``stats/clips/.NAME.parquet.tmp`` -> ``stats/clips/NAME.parquet`` (the commit point:
+   readers list a shard only once its clips Parquet file exists);
+5. rename ``stats/videos/.NAME.parquet.tmp`` -> ``stats/videos/NAME.parquet``.
+
+A video's row is written only when all of its clips are in closed shards, i.e. with the
+shard that holds its last clip (a video may span shards), or at ``close()``.
+
+Crash semantics (the process dies at any point): before 3, only hidden tmp files remain and
+the videos of the open shard have no rows, so a re-run redoes them. Between 3 and 4 the tar
+is an orphan that readers ignore and ``python -m shards validate`` reports (delete it).
+Between 4 and 5, or when a video spans shards and only the first one closed, some clips are
+in the shards but their video has no row yet; a re-run processes the video again and the
+writer skips every clip whose key is already in the output (keys are stable), so nothing is
+duplicated. Leftover ``.tmp`` files and ``.staging/`` folders of a dead writer are reported
+by ``validate``; delete them when no writer is running.
+
+Names never collide: numbers continue after everything already in the output with the same
+``prefix``, and a number is claimed by creating its tmp tar exclusively (``O_EXCL``), so
+several writers, even with the same prefix, can append to one output on a shared POSIX file
+system. A writer is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import webdataset as wds
+
+from shards.schema import (
+    CLIP_SCHEMA,
+    CLIPS_DIR,
+    NAME_RE,
+    SHARD_PREFIX,
+    SHARDS_DIR,
+    STAGING_DIR,
+    TMP_SUFFIX,
+    VIDEO_SCHEMA,
+    VIDEOS_DIR,
+    ClipRow,
+    VideoRow,
+    rows_to_table,
+    shard_name,
+)
+from shards.staging import VideoStaging, check_video_row
+
+log = logging.getLogger(__name__)
+
+TAR_BLOCK = 512
+TAR_RECORD = 20 * TAR_BLOCK
+"""tarfile pads a closed archive to whole 10 KiB records."""
+
+
+def tar_file_size(payload: int) -> int:
+    """Size of a closed tar whose members take ``payload`` bytes (headers included)."""
+    used = payload + 2 * TAR_BLOCK
+    return -(-used // TAR_RECORD) * TAR_RECORD
+
+
+def tmp_path(final: Path) -> Path:
+    """Hidden tmp name beside ``final``: ``dir/.NAME.tmp`` (ignored by pyarrow and globs)."""
+    return final.with_name(f".{final.name}{TMP_SUFFIX}")
+
+
+@dataclass
+class _OpenShard:
+    name: str
+    tmp: Path
+    file: BinaryIO
+    tar: wds.TarWriter
+    rows: list[ClipRow] = field(default_factory=list)
+    payload: int = 0
+
+
+class ShardWriter:
+    """Writes whole shards ``OUT/shards/{prefix}-NNNNNN.tar`` and, with each, its Parquet rows.
+
+    A shard is closed before a clip would push it past ``max_clips`` clips or ``max_bytes``
+    bytes on disk (a single clip larger than ``max_bytes`` gets a shard of its own). Use as a
+    context manager; leaving it (also on an exception) closes the open shard, whose committed
+    videos are whole, and deletes the writer's staging folder.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        max_clips: int = 256,
+        max_bytes: int = 1 << 30,
+        *,
+        prefix: str = SHARD_PREFIX,
+    ) -> None:
+        if max_clips < 1 or max_bytes < 1:
+            raise ValueError(f"max_clips and max_bytes must be >= 1, got {max_clips}, {max_bytes}")
+        shard_name(prefix, 0)  # validates the prefix
+        self.root = Path(root)
+        self.max_clips, self.max_bytes, self.prefix = max_clips, max_bytes, prefix
+        self.shards_dir = self.root / SHARDS_DIR
+        self.clips_dir = self.root / CLIPS_DIR
+        self.videos_dir = self.root / VIDEOS_DIR
+        for d in (self.shards_dir, self.clips_dir, self.videos_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        token = f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.staging_dir = self.root / STAGING_DIR / token
+        self.staging_dir.mkdir(parents=True)
+        self.written: list[str] = []
+        """Names of the shards this writer closed (``shard-000000.tar``, ...)."""
+        self._key_shard = committed_keys(self.clips_dir)
+        self._next = self._first_free_number()
+        self._shard: _OpenShard | None = None
+        self._pending_videos: list[VideoRow] = []
+        self._stagings: dict[int, VideoStaging] = {}
+        self._counter = 0
+        self._closed = False
+        self._broken = False
+        log.info(
+            "shard writer on %s (prefix %s, from number %d, %d clips already there)",
+            self.root,
+            prefix,
+            self._next,
+            len(self._key_shard),
+        )
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def begin_video(self, video_id: str) -> VideoStaging:
+        """Start the transaction of one video's clips."""
+        self._check_usable()
+        self._counter += 1
+        staging = VideoStaging(self, video_id, self.staging_dir / f"{self._counter:08d}.tar")
+        self._stagings[id(staging)] = staging
+        return staging
+
+    def add_video_row(self, row: VideoRow) -> None:
+        """Record a video without clips (failed, skipped); written with the next shard or close."""
+        self._check_usable()
+        check_video_row(row)
+        if row.n_clips:
+            raise ValueError(
+                f"video {row.video_id} has n_clips={row.n_clips}: videos with clips are "
+                "recorded by begin_video(...).commit(row)"
+            )
+        self._pending_videos.append(row)
+
+    def close(self) -> None:
+        """Close the open shard and flush pending video rows; delete the staging folder."""
+        if self._closed:
+            return
+        self._closed = True
+        for staging in list(self._stagings.values()):
+            log.warning("video %s was neither committed nor discarded: discarded", staging.video_id)
+            staging.discard()
+        try:
+            if self._broken:
+                self._abort_shard()
+            else:
+                if self._shard is not None:
+                    self._close_shard()
+                if self._pending_videos:
+                    self._flush_videos_only()
+        finally:
+            shutil.rmtree(self.staging_dir, ignore_errors=True)
+            _remove_if_empty(self.staging_dir.parent)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- called by VideoStaging ----------------------------------------------------------------
+
+    def _forget(self, staging: VideoStaging) -> None:
+        self._stagings.pop(id(staging), None)
+
+    def _commit(self, staging: VideoStaging, video_row: VideoRow) -> None:
+        """Move a staged video's clips into shards, then queue its row. Any failure here
+        breaks the writer: the open shard is dropped, nothing partial becomes visible."""
+        self._check_usable()
+        try:
+            skipped = 0
+            for sample, row, nbytes in staging.read_back():
+                skipped += self._write_sample(sample, row, nbytes)
+            self._pending_videos.append(video_row)
+        except BaseException:
+            self._broken = True
+            self._abort_shard()
+            raise
+        if skipped:
+            log.warning(
+                "video %s: %d clips already in the output were skipped", video_row.video_id, skipped
+            )
+
+    # -- shards --------------------------------------------------------------------------------
+
+    def _write_sample(self, sample: dict[str, Any], row: ClipRow, nbytes: int) -> int:
+        """Append one clip to the open shard (rolling over first if needed); 1 if skipped."""
+        existing = self._key_shard.get(row.key)
+        if existing is not None:
+            row.shard = existing
+            return 1
+        shard = self._shard
+        if shard is not None and (
+            len(shard.rows) >= self.max_clips
+            or tar_file_size(shard.payload + nbytes) > self.max_bytes
+        ):
+            self._close_shard()
+            shard = None
+        if shard is None:
+            shard = self._shard = self._open_shard()
+        shard.tar.write(sample)
+        shard.payload += nbytes
+        row.shard = f"{shard.name}.tar"
+        shard.rows.append(row)
+        self._key_shard[row.key] = row.shard
+        return 0
+
+    def _open_shard(self) -> _OpenShard:
+        name, fd = self._claim_number()
+        file = os.fdopen(fd, "wb")
+        tar = wds.TarWriter(file, encoder=False)
+        return _OpenShard(name, tmp_path(self.shards_dir / f"{name}.tar"), file, tar)
+
+    def _close_shard(self) -> None:
+        shard = self._shard
+        assert shard is not None
+        self._shard = None
+        tar_final = self.shards_dir / f"{shard.name}.tar"
+        clips_final = self.clips_dir / f"{shard.name}.parquet"
+        videos_final = self.videos_dir / f"{shard.name}.parquet"
+        videos = self._pending_videos
+        try:
+            shard.tar.close()
+            _sync_close(shard.file)
+            _write_parquet(rows_to_table(shard.rows, CLIP_SCHEMA), tmp_path(clips_final))
+            if videos:
+                _write_parquet(rows_to_table(videos, VIDEO_SCHEMA), tmp_path(videos_final))
+            os.rename(shard.tmp, tar_final)
+            os.rename(tmp_path(clips_final), clips_final)
+            if videos:
+                os.rename(tmp_path(videos_final), videos_final)
+        except BaseException:
+            self._broken = True
+            shard.file.close()
+            if not clips_final.exists():  # not committed: take the renamed tar back too
+                tar_final.unlink(missing_ok=True)
+            for p in (shard.tmp, tmp_path(clips_final), tmp_path(videos_final)):
+                p.unlink(missing_ok=True)
+            raise
+        self._pending_videos = []
+        self.written.append(tar_final.name)
+        log.info(
+            "wrote %s: %d clips, %.1f MB, %d video rows",
+            tar_final.name,
+            len(shard.rows),
+            tar_final.stat().st_size / 1e6,
+            len(videos),
+        )
+
+    def _flush_videos_only(self) -> None:
+        """Write pending video rows under a freshly claimed number (no shard)."""
+        name, fd = self._claim_number()
+        lock = tmp_path(self.shards_dir / f"{name}.tar")
+        os.close(fd)
+        final = self.videos_dir / f"{name}.parquet"
+        try:
+            _write_parquet(rows_to_table(self._pending_videos, VIDEO_SCHEMA), tmp_path(final))
+            os.rename(tmp_path(final), final)
+        finally:
+            tmp_path(final).unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)
+        log.info("wrote %s: %d video rows", final.name, len(self._pending_videos))
+        self._pending_videos = []
+
+    def _abort_shard(self) -> None:
+        shard, self._shard = self._shard, None
+        if shard is not None:
+            log.error("dropping unfinished shard %s (%d clips)", shard.name, len(shard.rows))
+            with contextlib.suppress(Exception):
+                shard.tar.close()
+            shard.file.close()
+            shard.tmp.unlink(missing_ok=True)
+        if self._pending_videos:
+            log.error("dropping %d video rows not yet written", len(self._pending_videos))
+            self._pending_videos = []
+
+    def _claim_number(self) -> tuple[str, int]:
+        """Claim the next free shard name by creating its tmp tar with O_EXCL; (name, fd)."""
+        number = self._next
+        while True:
+            name = shard_name(self.prefix, number)
+            number += 1
+            try:
+                fd = os.open(
+                    tmp_path(self.shards_dir / f"{name}.tar"), os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                )
+            except FileExistsError:
+                continue
+            if not self._name_used(name):
+                self._next = number
+                return name, fd
+            os.close(fd)
+            tmp_path(self.shards_dir / f"{name}.tar").unlink()
+
+    def _name_used(self, name: str) -> bool:
+        finals = (
+            self.shards_dir / f"{name}.tar",
+            self.clips_dir / f"{name}.parquet",
+            self.videos_dir / f"{name}.parquet",
+        )
+        return any(p.exists() for p in finals)
+
+    def _first_free_number(self) -> int:
+        numbers = [-1]
+        for d in (self.shards_dir, self.clips_dir, self.videos_dir):
+            for path in d.iterdir():
+                stem = path.name.lstrip(".").removesuffix(TMP_SUFFIX).split(".")[0]
+                m = NAME_RE.fullmatch(stem)
+                if m and m["prefix"] == self.prefix:
+                    numbers.append(int(m["number"]))
+        return max(numbers) + 1
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise RuntimeError("the shard writer is closed")
+        if self._broken:
+            raise RuntimeError("the shard writer failed earlier (see the log); start a new one")
+
+
+def committed_keys(clips_dir: Path) -> dict[str, str]:
+    """key -> shard of every clip already committed under ``clips_dir``."""
+    files = sorted(str(p) for p in clips_dir.glob("*.parquet"))
+    if not files:
+        return {}
+    table = pads.dataset(files, format="parquet").to_table(columns=["key", "shard"])
+    return dict(
+        zip(table.column("key").to_pylist(), table.column("shard").to_pylist(), strict=True)
+    )
+
+
+def _write_parquet(table: Any, path: Path) -> None:
+    with open(path, "wb") as f:
+        pq.write_table(table, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sync_close(file: BinaryIO) -> None:
+    file.flush()
+    os.fsync(file.fileno())
+    file.close()
+
+
+def _remove_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()
