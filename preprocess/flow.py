@@ -78,7 +78,7 @@ class DISFlow(FlowBackend):
             raise ValueError(
                 f"flow.preset={cfg.preset!r} is not a DIS preset; use one of {sorted(_DIS_PRESETS)}"
             )
-        self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[cfg.preset])
+        self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[cfg.preset])  # type: ignore[attr-defined]
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
         return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)  # (h, w) uint8
