@@ -51,6 +51,12 @@ class PoseConfig:
     """Long side, in pixels, of the image fed to MoveNet (rounded up to a multiple of 32)."""
     sidecar_suffix: str = ".pose.npz"
     """``precomputed``: the sidecar next to ``video.mp4`` is ``video`` + this suffix."""
+    require_torso: bool = True
+    """Drop detections without a confident shoulder or hip (limb fragments; see
+    ``preprocess.pose.cleanup``)."""
+    nms_oks: float = 0.5
+    """Drop a detection whose keypoint similarity (OKS) with a stronger one in the same frame
+    reaches this (duplicates). 0 disables."""
     track_max_gap: int = 8
     """Frames a track may go unmatched before a new detection can no longer join it."""
     track_min_frames: int = 4
@@ -116,6 +122,10 @@ class ShardConfig:
     """x264 constant rate factor of the stored clip video (lower = better quality)."""
     x264_preset: str = "medium"
     """x264 speed/compression preset."""
+    flow_step: float = 1 / 32
+    """Flow is rounded to multiples of this many stored pixels before the float16 cast
+    (error <= step / 2, far below any flow estimator's error; about 6x smaller ``flow.npz``).
+    0 keeps plain float16."""
 
 
 @dataclass

@@ -109,7 +109,12 @@ def encode_stage(clip: Clip, cfg: PreprocessConfig, run_meta: dict[str, Any]) ->
             depth=clip.depth,
             meta=clip_meta(clip, row, run_meta),
         )
-        fields = encode_sample(sample, crf=cfg.shards.crf, preset=cfg.shards.x264_preset)
+        fields = encode_sample(
+            sample,
+            crf=cfg.shards.crf,
+            preset=cfg.shards.x264_preset,
+            flow_step=cfg.shards.flow_step or None,
+        )
     row.seconds_encode = clip.seconds.get("encode", 0.0)
     return EncodedClip(key=clip.key, fields=fields, row=row)
 

@@ -3,7 +3,8 @@
 A backend turns a clip into tracked whole-body keypoints ``(T, P, 133, 3)`` (DESIGN §3).
 Model backends load their weights once in ``__init__`` (inside a Ray actor in a cluster run)
 and implement :meth:`PoseBackend.detect_frames`; the default :meth:`PoseBackend.clip_keypoints`
-then links the per-frame detections into tracks with :func:`preprocess.pose.tracking.track`.
+then drops fragments and duplicates (:mod:`preprocess.pose.cleanup`) and links the per-frame
+detections into tracks with :func:`preprocess.pose.tracking.track`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from preprocess.clip import Clip
 from preprocess.config import PoseConfig
+from preprocess.pose.cleanup import clean_detections
 from preprocess.pose.tracking import track
 from preprocess.registry import Registry
 from preprocess.weights_id import backend_identity
@@ -43,7 +45,8 @@ class PoseBackend(ABC):
 
     def clip_keypoints(self, clip: Clip) -> np.ndarray:
         """Tracked keypoints (T, P, 133, 3) float32 in stored pixels; P = tracks in the clip."""
-        return track(self.detect_frames(clip.frames), self.cfg)
+        detections = [clean_detections(p, self.cfg) for p in self.detect_frames(clip.frames)]
+        return track(detections, self.cfg)
 
     def identity(self) -> dict[str, object]:
         """``{"name", "model", "sha256"}``: recorded in every clip's metadata."""
