@@ -75,7 +75,8 @@ def suppress_duplicates(people: np.ndarray, min_score: float, threshold: float) 
 
 def has_torso(people: np.ndarray, min_score: float) -> np.ndarray:
     """(N, 133, 3) -> (N,) bool: a shoulder or a hip is confident."""
-    return (np.asarray(people)[:, TORSO, 2] >= min_score).any(1)
+    torso = np.asarray(people)[:, TORSO, 2]  # (N, 4)
+    return np.asarray((torso >= min_score).any(axis=1))
 
 
 def clean_detections(people: np.ndarray, cfg: PoseConfig) -> np.ndarray:

@@ -15,9 +15,11 @@ Conventions (after DWPose's ``draw_pose``, which ControlNet and the animation pa
   in the colour of that side's lower leg, drawn with the limbs (so dimmed too).
 
 Sizes are DWPose's at a 512-pixel short side (stickwidth 4, joint radius 4, hand lines 2,
-face radius 3) scaled linearly with the output's short side. Coordinates are continuous
-(pixel i spans [i, i + 1), so scaling by out/frame size is exact) and drawn with sub-pixel
-precision: a map rendered at 2x matches the upsampled 1x map up to rasterisation.
+face radius 3) scaled linearly with the output's short side. Coordinates follow the project's
+convention (integer x is the centre of pixel column x) and map pixel centre to pixel centre,
+``x' = (x + 0.5) * w / W - 0.5``, exactly as :mod:`preprocess.geometry` maps its masks and as
+``cv2.resize`` maps images, so pose maps line up with masks; they are drawn with sub-pixel
+precision: a map rendered at 2x matches the resized 1x map up to rasterisation.
 A point is drawn when its score is > 0 and >= ``threshold``; a limb when both ends are.
 """
 
@@ -84,9 +86,8 @@ def visible(score: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def _fixed(xy: np.ndarray) -> np.ndarray:
-    """Continuous coordinates (pixel i spans [i, i + 1)) -> OpenCV fixed point (pixel i's
-    centre at i) for its ``shift`` argument."""
-    return np.round((np.clip(xy, -1e5, 1e5) - 0.5) * (1 << SHIFT)).astype(np.int32)
+    """Pixel coordinates (pixel i's centre at i) -> OpenCV fixed point for its ``shift``."""
+    return np.round(np.clip(xy, -1e5, 1e5) * (1 << SHIFT)).astype(np.int32)
 
 
 def _ellipse(
@@ -167,8 +168,8 @@ def render_pose(
     h, w = out_size
     height, width = frame_size
     people = np.asarray(keypoints, np.float32).reshape(-1, L.NUM_KEYPOINTS, 3).copy()
-    people[..., 0] *= w / width  # frame px -> output px
-    people[..., 1] *= h / height
+    people[..., 0] = (people[..., 0] + 0.5) * (w / width) - 0.5  # frame px -> output px,
+    people[..., 1] = (people[..., 1] + 0.5) * (h / height) - 0.5  # pixel centre to centre
     s = min(h, w) / REFERENCE_SIDE
     canvas = np.zeros((h, w, 3), np.uint8)  # (h, w, 3) RGB
     _draw_body(canvas, people, s, threshold, feet)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from preprocess import geometry as G
+from preprocess import skeleton as S
 from preprocess.config import GeometryConfig
 from preprocess.pose.layout import NUM_KEYPOINTS
 
@@ -113,14 +114,14 @@ def draw(
 
 
 def test_limb_tables_cover_body_feet_hands_but_not_face() -> None:
-    sk = G.SKELETON
+    sk = S.SKELETON
     assert sk.ndim == 2 and sk.shape[1] == 2 and np.issubdtype(sk.dtype, np.integer)
-    assert len(sk) == len(G.BODY_LIMBS) + len(G.FOOT_LIMBS) + len(G.HAND_LIMBS)
+    assert len(sk) == len(S.BODY_LIMBS) + len(S.FOOT_LIMBS) + len(S.HAND_LIMBS)
     assert np.all(sk[:, 0] != sk[:, 1])
     assert len({tuple(sorted(e)) for e in sk.tolist()}) == len(sk), "duplicate limb"
-    assert all(a < 17 and b < 17 for a, b in G.BODY_LIMBS)
-    assert all(max(a, b) in range(17, 23) and min(a, b) < 23 for a, b in G.FOOT_LIMBS)
-    assert all(max(a, b) >= 91 for a, b in G.HAND_LIMBS)
+    assert all(a < 17 and b < 17 for a, b in S.BODY_LIMBS)
+    assert all(max(a, b) in range(17, 23) and min(a, b) < 23 for a, b in S.FOOT_LIMBS)
+    assert all(max(a, b) >= 91 for a, b in S.HAND_LIMBS)
     assert not np.isin(sk, np.arange(23, 91)).any(), "face points are dots, not limbs"
     graph = np.zeros((NUM_KEYPOINTS, NUM_KEYPOINTS), bool)
     graph[sk[:, 0], sk[:, 1]] = True
@@ -162,7 +163,7 @@ def test_map_size_rejects_bad_downscale() -> None:
 )
 def test_disc_diameter_rounds_half_up_and_is_at_least_one(size, fraction, expected) -> None:
     # 7.2 -> 7; 32 -> 32; 4.5 -> 5; 3 -> 3; 0 -> 1; 0.4 -> 1; 5.9 -> 6
-    assert G.disc_diameter(size, fraction) == expected
+    assert S.disc_diameter(size, fraction) == expected
 
 
 @pytest.mark.parametrize(
@@ -170,7 +171,7 @@ def test_disc_diameter_rounds_half_up_and_is_at_least_one(size, fraction, expect
     [((144, 192), 0.01, 1), ((250, 300), 0.01, 3), ((640, 896), 0.01, 6), ((10, 10), 0.0, 1)],
 )
 def test_limb_thickness_rounds_half_up_and_is_at_least_one(size, fraction, expected) -> None:
-    assert G.limb_thickness(size, fraction) == expected  # 1.44 -> 1; 2.5 -> 3; 6.4 -> 6
+    assert S.limb_thickness(size, fraction) == expected  # 1.44 -> 1; 2.5 -> 3; 6.4 -> 6
 
 
 # --- presence ----------------------------------------------------------------------------
@@ -229,7 +230,7 @@ def test_horizontal_limbs_dilated_by_three() -> None:
 def test_thick_limbs_are_thin_lines_widened_by_a_disc() -> None:
     frame = line_person(10, 20, 30, 20, 0.9)[None]  # row 20, x 10..30
     size = (40, 40)
-    assert G.limb_thickness(size, 5 / 40) == 5
+    assert S.limb_thickness(size, 5 / 40) == 5
     masks = draw(frame, size, limb_width=5 / 40)
     # the disc of diameter 5 (offsets within 2.5: the 5x5 square minus its corners) swept
     # along the line: rows 19..21 reach x 8..32, rows 18 and 22 x 9..31
@@ -627,7 +628,7 @@ def reference_masks(keypoints, frame_size, out_size, cfg: GeometryConfig) -> np.
         y = (person_kp[:, 1].astype(np.float64) + 0.5) * h / height - 0.5
         canvas = np.zeros((h, w), np.uint8)
         in_limb = np.zeros(NUM_KEYPOINTS, bool)
-        strokes = [(a, b) for a, b in G.SKELETON.tolist() if conf[a] and conf[b]]
+        strokes = [(a, b) for a, b in S.SKELETON.tolist() if conf[a] and conf[b]]
         for a, b in strokes:
             in_limb[[a, b]] = True
         strokes += [(i, i) for i in np.flatnonzero(conf & ~in_limb)]

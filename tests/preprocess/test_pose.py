@@ -28,24 +28,15 @@ from preprocess.pose import (
 )
 from preprocess.pose.layout import NUM_KEYPOINTS
 from preprocess.pose.movenet import decode_output, input_geometry, prepare_frame
+from tests.media import read_frames
 
 log = logging.getLogger(__name__)
 
 COCO_SIGMAS = (
     np.array([26, 25, 25, 35, 35, 79, 79, 72, 72, 62, 62, 107, 107, 87, 87, 89, 89]) / 1000.0
 )
+
 MIN_VISIBLE = 10  # annotated people with fewer visible body keypoints are not evaluated
-
-
-def read_frames(path: Path, n: int) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    while len(frames) < n:
-        ok, bgr = cap.read()
-        assert ok, f"could not read {n} frames from {path}"
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return np.stack(frames)
 
 
 @pytest.fixture(scope="module")

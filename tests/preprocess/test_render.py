@@ -36,8 +36,8 @@ def skeleton(cx: float = 200, cy: float = 200, scale: float = 3.0) -> np.ndarray
 
 
 def pixel(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """The pixel containing continuous point (x, y)."""
-    return img[int(np.floor(xy[1])), int(np.floor(xy[0]))]
+    """The pixel containing point (x, y) (integer coordinates are pixel centres)."""
+    return img[int(np.floor(xy[1] + 0.5)), int(np.floor(xy[0] + 0.5))]
 
 
 def dimmed(color: tuple[int, int, int]) -> np.ndarray:
@@ -46,7 +46,7 @@ def dimmed(color: tuple[int, int, int]) -> np.ndarray:
 
 def segment_distance(shape: tuple[int, int], a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance of every pixel centre to segment a-b."""
-    ys, xs = np.mgrid[: shape[0], : shape[1]] + 0.5  # pixel centres, continuous coordinates
+    ys, xs = np.mgrid[: shape[0], : shape[1]]  # pixel centres
     p = np.stack([xs, ys], -1).astype(np.float64)
     ab = b - a
     t = np.clip(((p - a) @ ab) / max(float(ab @ ab), 1e-9), 0, 1)
@@ -130,12 +130,13 @@ def test_rendering_at_twice_the_size_matches_the_upsampled_map() -> None:
 
 def test_coordinates_are_scaled_from_frame_to_output_size() -> None:
     kps = np.zeros((1, 133, 3), np.float32)
-    kps[0, L.FACE.start] = [1000, 600, 1.0]  # frame (H=1000, W=2000) -> output (250, 500)
+    # frame (H=1000, W=2000) -> output (250, 500), pixel centre to pixel centre:
+    # x' = (1001.5 + 0.5) * 0.25 - 0.5 = 250, y' = (601.5 + 0.5) * 0.25 - 0.5 = 150
+    kps[0, L.FACE.start] = [1001.5, 601.5, 1.0]
     img = render_pose(kps, (1000, 2000), (250, 500))
     ys, xs = np.nonzero(img.any(-1))
     assert len(xs) > 0
-    # continuous coordinates: the point (250, 150) is the corner shared by pixels 249 and 250
-    np.testing.assert_allclose([xs.mean(), ys.mean()], [249.5, 149.5], atol=0.3)
+    np.testing.assert_allclose([xs.mean(), ys.mean()], [250.0, 150.0], atol=1e-6)  # symmetric dot
     np.testing.assert_array_equal(img[150, 250], [255, 255, 255])  # face dots are white
 
 
@@ -192,3 +193,31 @@ def test_all_people_are_drawn(out: tuple[int, int]) -> None:
     np.testing.assert_array_equal(
         img[:, :half].any(-1), render_pose(people[:1], SIZE, out)[:, :half].any(-1)
     )
+
+
+@pytest.mark.parametrize("out", [(100, 100), (400, 400), (133, 217)])
+def test_pose_map_lies_inside_the_geometry_mask_of_the_same_limbs(out: tuple[int, int]) -> None:
+    """Pose maps and dilation masks use one coordinate mapping: an arm (shoulder, elbow,
+    wrist: limbs both skeletons share) drawn as a pose map lies inside its dilation mask."""
+    from preprocess.config import GeometryConfig
+    from preprocess.geometry import dilation_masks
+
+    geo = GeometryConfig()
+    arm = np.zeros((1, L.NUM_KEYPOINTS, 3), np.float32)
+    arm[0, [L.L_SHOULDER, L.L_ELBOW, L.L_WRIST]] = [
+        [100, 80, 0.9],
+        [180, 150, 0.9],
+        [300, 170, 0.9],
+    ]
+    pose = render_pose(arm, SIZE, out, hands=False, face=False).any(-1)
+    mask = dilation_masks(
+        arm,
+        SIZE,
+        out,
+        keypoint_threshold=geo.keypoint_threshold,
+        limb_width=geo.limb_width,
+        dilation=geo.dilation,
+        min_keypoints=geo.min_keypoints,
+    )[0]
+    assert pose.sum() > 0
+    assert not (pose & ~mask).any()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 from preprocess.config import PoseConfig
 from preprocess.pose.layout import NUM_KEYPOINTS
 from preprocess.pose.tracking import box_iou, keypoint_box, track
+from tests.media import read_frames
 
 # A standing person ~40 px wide and ~100 px tall around (0, 0): COCO body order offsets.
 BODY_TEMPLATE = np.array(
@@ -24,6 +24,7 @@ BODY_TEMPLATE = np.array(
     ],
     np.float32,
 )  # fmt: skip
+
 CFG = PoseConfig(track_max_gap=8, track_min_frames=4, track_min_iou=0.2)
 
 
@@ -162,17 +163,6 @@ def test_box_helpers() -> None:
 
 
 # ---- real data: MoveNet detections over 30 vtest frames ------------------------------------
-
-
-def read_frames(path: Path, n: int) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    while len(frames) < n:
-        ok, bgr = cap.read()
-        assert ok, f"could not read {n} frames from {path}"
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return np.stack(frames)
 
 
 def box_track(tracks: np.ndarray, p: int, min_score: float) -> dict[int, np.ndarray]:

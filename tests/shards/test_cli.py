@@ -18,21 +18,8 @@ import pytest
 from shards.__main__ import main
 from shards.codec import encode_mask
 from shards.reader import read_clips
-from tests.shards.synthetic import write_output
 
 Members = list[tuple[str, bytes]]
-
-
-@pytest.fixture(scope="module")
-def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("out")
-    write_output(root, [3, 5, 1, 2], max_clips=4)
-    return root
-
-
-@pytest.fixture
-def copy(output: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(output, tmp_path / "out"))
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -18,19 +18,7 @@ from shards.reader import (
     shard_paths,
 )
 from shards.schema import CLIP_SCHEMA, VIDEO_SCHEMA
-from tests.shards.synthetic import make_sample, write_output
-
-
-@pytest.fixture(scope="module")
-def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("out")
-    write_output(root, [3, 5, 1, 2], max_clips=4)
-    return root
-
-
-@pytest.fixture
-def copy(output: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(output, tmp_path / "out"))
+from tests.shards.synthetic import make_sample
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
