@@ -80,7 +80,8 @@ def main() -> int:
     )  # type: ignore[union-attr]
     print(f"{'stage':<10}{'frames/s':>12}{'ms/frame':>12}")
     for name, sec in seconds.items():
-        print(f"{name:<10}{frames / sec:>12.1f}{1000 * sec / frames:>12.3f}")
+        rate = f"{frames / sec:>12.1f}" if sec >= 1e-3 else f"{'(no work)':>12}"
+        print(f"{name:<10}{rate}{1000 * sec / frames:>12.3f}")
     ratio = seconds["geometry"] / seconds["decode"]
     print(f"geometry / decode cost per frame: {ratio:.3f} (target <= 0.10)")
     sizes: dict[str, int] = defaultdict(int)

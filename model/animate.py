@@ -185,8 +185,8 @@ def driving_keypoints(cfg: AnimateConfig) -> tuple[np.ndarray, tuple[int, int], 
             return _tracked(kps[:limit], tracked, cfg.pose), size, cfg.fps or video_fps
         frames, fps = read_video(path, cfg.max_frames)
         log.info("detecting poses in %d driving frames (%s)", len(frames), cfg.pose.backend)
-        detections = create_pose_backend(cfg.pose).detect_frames(frames)
-        return track(detections, cfg.pose), frames.shape[1:3], cfg.fps or fps
+        keypoints = create_pose_backend(cfg.pose).track_frames(frames)
+        return keypoints, frames.shape[1:3], cfg.fps or fps
     if path.endswith(".npz"):
         kps, tracked = read_sidecar(path)
     elif path.endswith(".npy"):
@@ -206,7 +206,7 @@ def reference_keypoints(cfg: AnimateConfig, image: np.ndarray) -> np.ndarray:
             "pose.backend=precomputed cannot detect the reference's pose: "
             "pass --reference-pose or use a detecting backend (movenet)"
         )
-    return create_pose_backend(cfg.pose).detect_frames(image[None])[0]
+    return create_pose_backend(cfg.pose).people(image[None])[0]
 
 
 def default_pose_model(cfg: AnimateConfig) -> None:

@@ -71,7 +71,8 @@ class RunSummary:
             f"clips: {self.clips}, frames: {self.frames}, wall: {self.wall_seconds:.1f} s",
             "frames/s per stage: "
             + ", ".join(
-                f"{n} {self.frames / s:.1f}" for n, s in self.stage_seconds.items() if s > 0
+                f"{n} {self.frames / s:.1f}" if s >= 0.01 else f"{n} (< 10 ms in all)"
+                for n, s in self.stage_seconds.items()
             ),
         ]
         reasons = Counter((stg, msg.split(":")[0]) for _, stg, msg in self.failures)

@@ -43,10 +43,17 @@ class PoseBackend(ABC):
         first ones and leave the rest at 0.
         """
 
+    def people(self, frames: np.ndarray) -> list[np.ndarray]:
+        """:meth:`detect_frames` without limb fragments and duplicates (``pose.cleanup``)."""
+        return [clean_detections(p, self.cfg) for p in self.detect_frames(frames)]
+
+    def track_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(T, H, W, 3) uint8 RGB -> tracked keypoints (T, P, 133, 3) float32, frame pixels."""
+        return track(self.people(frames), self.cfg)
+
     def clip_keypoints(self, clip: Clip) -> np.ndarray:
         """Tracked keypoints (T, P, 133, 3) float32 in stored pixels; P = tracks in the clip."""
-        detections = [clean_detections(p, self.cfg) for p in self.detect_frames(clip.frames)]
-        return track(detections, self.cfg)
+        return self.track_frames(clip.frames)
 
     def identity(self) -> dict[str, object]:
         """``{"name", "model", "sha256"}``: recorded in every clip's metadata."""

@@ -1,8 +1,8 @@
 """Time and peak memory per denoising step of the animation model, measured in one run.
 
-    .venv/bin/python benchmarks/model_step.py                 # tiny on CPU (+ sd15 on CUDA if any)
-    .venv/bin/python benchmarks/model_step.py --skip-sd15 --steps 5 --threads 2
-    .venv/bin/python benchmarks/model_step.py --sd15-device cpu --sd15-size 2x64x64 --steps 1  # smoke
+    .venv/bin/python benchmarks/model.py                 # tiny on CPU (+ sd15 on CUDA if any)
+    .venv/bin/python benchmarks/model.py --skip-sd15 --steps 5 --threads 2
+    .venv/bin/python benchmarks/model.py --sd15-device cpu --sd15-size 2x64x64 --steps 1  # smoke
 
 A denoising step is what :func:`model.pipeline.sample_latents` does per window and timestep:
 one classifier-free-guided prediction (two UNet evaluations: with and without the reference)
@@ -32,7 +32,7 @@ from typing import TypeVar
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # before benchmarks/: the package `model`, not this file
 
 from model.composed import AnimationModel  # noqa: E402
 from model.config import ModelConfig, preset_config  # noqa: E402
