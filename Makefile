@@ -9,7 +9,7 @@ TORCH_VERSION := 2.13.0
 export MCANIM_ASSETS ?= $(abspath ../shared/assets)
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo test lint format typecheck clean system-deps
+.PHONY: setup demo demo-assets test lint format typecheck clean system-deps
 
 setup: $(STAMP)
 
@@ -30,15 +30,15 @@ $(STAMP): pyproject.toml constraints.txt | system-deps
 
 # The main job on real input: two real videos from the shared assets, CPU preset, then the
 # paper-style statistics and plots of what it wrote.
-demo: $(STAMP)
-	@test -f "$(MCANIM_ASSETS)/videos/vtest.avi" -a -f "$(MCANIM_ASSETS)/models/movenet_multipose.onnx" || { \
-	  echo "make demo needs the shared assets folder (videos/vtest.avi, videos/dance_single.mp4,"; \
-	  echo "models/movenet_multipose.onnx) at ../shared/assets or in MCANIM_ASSETS=/path/to/assets."; \
-	  echo "It is provided beside every checkout of this project; see docs/preprocess.md."; exit 2; }
+demo: demo-assets $(STAMP)
 	$(PY) -m preprocess --config jobs/preprocess/cpu.yaml --output $(DEMO_OUT) \
 	  --input "$(MCANIM_ASSETS)/videos/vtest.avi" --input "$(MCANIM_ASSETS)/videos/dance_single.mp4"
 	$(PY) -m shards validate $(DEMO_OUT)
 	$(PY) -m shards stats $(DEMO_OUT) --plots $(DEMO_OUT)/plots
+
+# Checked before the (minutes-long) setup, so a missing file is reported at once.
+demo-assets:
+	@jobs/check_demo_assets.sh "$(MCANIM_ASSETS)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
