@@ -59,6 +59,9 @@ class PoseConfig:
     reaches this (duplicates). 0 disables."""
     track_max_gap: int = 8
     """Frames a track may go unmatched before a new detection can no longer join it."""
+    track_reid_iou: float = 0.5
+    """A track unmatched for longer than ``track_max_gap`` resumes with a detection whose box
+    overlaps its last box at least this much (IoU); 0 disables."""
     track_min_frames: int = 4
     """Tracks seen in fewer frames of a clip are dropped as spurious detections."""
     track_min_iou: float = 0.2

@@ -10,8 +10,11 @@ Pure array code (no model, no I/O). Algorithm, frame by frame:
 3. Cost of (track, detection) = 0.5 * (1 - IoU(predicted box, box)) + 0.5 * min(1, d), with
    d the mean distance of keypoints confident in both, divided by sqrt(area of the predicted
    box) (1 when they share no keypoint). Pairs with IoU < ``pose.track_min_iou`` are forbidden.
-4. Hungarian assignment (scipy ``linear_sum_assignment``); unmatched detections start tracks.
-   A track can be continued while it has gone at most ``pose.track_max_gap`` frames unmatched.
+4. Hungarian assignment (scipy ``linear_sum_assignment``). A track can be continued while it
+   has gone at most ``pose.track_max_gap`` frames unmatched; after that it is dormant, and a
+   detection left over whose box overlaps the dormant track's last box with IoU >=
+   ``pose.track_reid_iou`` resumes it (a person who was missed for a while where they stood).
+   The remaining detections start tracks.
 5. Tracks observed in fewer than ``min(pose.track_min_frames, T)`` frames are dropped.
 6. Tracks are ordered by first appearance (first frame, then box centre x, then y), so the
    result does not depend on the order of detections within a frame. Absent frames are zeros.
@@ -131,9 +134,38 @@ def _step(tracks: list[_Track], people: np.ndarray, frame: int, cfg: PoseConfig)
             if cost[i, j] < FORBIDDEN:
                 live[i].update(frame, *dets[j])
                 matched.add(int(j))
-    for j, (kps, box) in enumerate(dets):
-        if j not in matched:
-            tracks.append(_Track(frame, frame, kps, box, observations={frame: kps}))
+    unmatched = [j for j in range(len(dets)) if j not in matched]
+    dormant = [tr for tr in tracks if frame - tr.last_frame - 1 > cfg.track_max_gap]
+    unmatched = _resume(dormant, dets, unmatched, frame, cfg)
+    for j in unmatched:
+        kps, box = dets[j]
+        tracks.append(_Track(frame, frame, kps, box, observations={frame: kps}))
+
+
+def _resume(
+    dormant: list[_Track],
+    dets: list[tuple[np.ndarray, np.ndarray]],
+    unmatched: list[int],
+    frame: int,
+    cfg: PoseConfig,
+) -> list[int]:
+    """Give dormant tracks back the detections that reappear where they were last seen (box
+    IoU >= ``pose.track_reid_iou``, no motion prediction); returns the detections left."""
+    if cfg.track_reid_iou <= 0 or not dormant or not unmatched:
+        return unmatched
+    cost = np.full((len(dormant), len(unmatched)), FORBIDDEN)
+    for i, tr in enumerate(dormant):
+        for k, j in enumerate(unmatched):
+            iou = box_iou(tr.box, dets[j][1])
+            if iou >= cfg.track_reid_iou:
+                cost[i, k] = 1.0 - iou
+    taken: set[int] = set()
+    for i, k in zip(*linear_sum_assignment(cost), strict=True):
+        if cost[i, k] < FORBIDDEN:
+            dormant[i].moved = False  # the old velocity says nothing after a long gap
+            dormant[i].update(frame, *dets[unmatched[k]])
+            taken.add(unmatched[k])
+    return [j for j in unmatched if j not in taken]
 
 
 def _appearance_order(tr: _Track) -> tuple[int, float, float]:

@@ -192,3 +192,27 @@ def test_movenet_tracks_on_vtest_are_continuous(vtest: Path, movenet_onnx: Path)
             height = max(b0[3] - b0[1], b1[3] - b1[1])
             # pedestrians move a few px per frame: a jump of half a body height is a swap
             assert jump < 0.5 * height * (t1 - t0), (p, t0, t1, jump, height)
+
+
+def test_a_person_missed_for_long_resumes_their_track_where_they_stood() -> None:
+    """20 frames without detections (> track_max_gap): the same place resumes the track."""
+    gap = CFG.track_max_gap + 12
+    seq = frames_of(*[[person(200, 200)]] * 10, *[[]] * gap, *[[person(203, 201)]] * 10)
+    out = track(seq, CFG)
+    assert out.shape[1] == 1
+    present = out[:, 0, :17, 2].max(-1) > 0
+    assert present.sum() == 20 and not present[10 : 10 + gap].any()
+
+
+def test_someone_appearing_elsewhere_after_a_gap_is_a_new_track() -> None:
+    gap = CFG.track_max_gap + 12
+    seq = frames_of(*[[person(100, 200)]] * 10, *[[]] * gap, *[[person(300, 200)]] * 10)
+    assert track(seq, CFG).shape[1] == 2
+
+
+def test_resuming_after_a_gap_can_be_disabled() -> None:
+    gap = CFG.track_max_gap + 12
+    seq = frames_of(*[[person(200, 200)]] * 10, *[[]] * gap, *[[person(200, 200)]] * 10)
+    no_reid = PoseConfig(track_max_gap=8, track_min_frames=4, track_min_iou=0.2, track_reid_iou=0)
+    assert track(seq, no_reid).shape[1] == 2
+    assert track(seq, CFG).shape[1] == 1
