@@ -59,18 +59,19 @@ def suppress_duplicates(people: np.ndarray, min_score: float, threshold: float) 
         return people
     scores = people[:, :17, 2]
     strength = np.where(scores >= min_score, scores, 0.0).sum(1)
+    area = np.array([_box_area(p, min_score) for p in people])  # (N,) the OKS scale s²
     kept: list[int] = []
     for i in np.argsort(-strength, kind="stable"):
-        duplicate = False
-        for j in kept:
-            box = keypoint_box(people[j], min_score)
-            area = 0.0 if box is None else float((box[2] - box[0]) * (box[3] - box[1]))
-            if keypoint_similarity(people[j], people[i], area, min_score) >= threshold:
-                duplicate = True
-                break
-        if not duplicate:
+        if all(
+            keypoint_similarity(people[j], people[i], area[j], min_score) < threshold for j in kept
+        ):
             kept.append(int(i))
     return people[sorted(kept)]
+
+
+def _box_area(keypoints: np.ndarray, min_score: float) -> float:
+    box = keypoint_box(keypoints, min_score)
+    return 0.0 if box is None else float((box[2] - box[0]) * (box[3] - box[1]))
 
 
 def has_torso(people: np.ndarray, min_score: float) -> np.ndarray:
@@ -81,7 +82,7 @@ def has_torso(people: np.ndarray, min_score: float) -> np.ndarray:
 
 def clean_detections(people: np.ndarray, cfg: PoseConfig) -> np.ndarray:
     """One frame's (N, 133, 3) detections without torso-less fragments and duplicates."""
-    people = np.asarray(people, np.float32).reshape(-1, *np.shape(people)[1:])
+    people = np.asarray(people, np.float32)
     if cfg.require_torso and len(people):
         people = people[has_torso(people, cfg.min_score)]
     return suppress_duplicates(people, cfg.min_score, cfg.nms_oks)

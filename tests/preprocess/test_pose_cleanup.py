@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from preprocess.config import PoseConfig
 from preprocess.pose.cleanup import (
+    COCO_BODY_SIGMAS,
     clean_detections,
     has_torso,
     keypoint_similarity,
@@ -31,8 +32,6 @@ def test_similarity_of_identical_people_is_one_and_of_distant_people_zero() -> N
 
 def test_similarity_hand_computed_for_a_uniform_shift() -> None:
     """Every point shifted by d: OKS = mean_k exp(-d² / (2 area (2 sigma_k)²))."""
-    from preprocess.pose.cleanup import COCO_BODY_SIGMAS
-
     a, b = person(100, 200), person(103, 204)  # d² = 25
     area = 4000.0
     expected = np.exp(-25.0 / (2 * area * (2 * COCO_BODY_SIGMAS.astype(np.float64)) ** 2)).mean()
