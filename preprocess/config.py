@@ -38,11 +38,19 @@ class PoseConfig:
     """Multi-person whole-body pose extraction and tracking."""
 
     backend: str = "movenet"
-    """Registered backend: ``movenet`` | ``precomputed`` (``dwpose`` in a later release)."""
+    """Registered backend: ``movenet`` | ``precomputed`` | ``dwpose``."""
     model: str = ""
-    """ONNX model path of the pose backend (MoveNet MultiPose for ``movenet``)."""
+    """ONNX model path of the pose backend (MoveNet MultiPose for ``movenet``, DWPose's
+    ``dw-ll_ucoco_384.onnx`` for ``dwpose``)."""
     detector: str = ""
     """Person-detector ONNX path for top-down backends (DWPose's ``yolox_l.onnx``)."""
+    device: str = "auto"
+    """``auto`` (CUDA when onnxruntime/torch offer it, else CPU) | ``cpu`` | ``cuda``."""
+    batch_size: int = 16
+    """``dwpose``: frames per detector call and person crops per pose-model call, as far as
+    each ONNX file's batch dimension allows (a fixed batch of 1 runs one at a time)."""
+    detector_nms: float = 0.45
+    """``dwpose``: IoU above which the detector's weaker overlapping person box is dropped."""
     min_score: float = 0.3
     """Keypoint confidence below which a keypoint counts as absent."""
     person_score: float = 0.2
@@ -75,11 +83,15 @@ class FlowConfig:
     """Backward optical flow between consecutive stored frames, at the map resolution."""
 
     backend: str = "dis"
-    """Registered backend: ``dis`` (OpenCV DIS) | ``pwcnet`` (later release)."""
+    """Registered backend: ``dis`` (OpenCV DIS) | ``pwcnet`` (MMFlow's PWC-Net, PyTorch)."""
     preset: str = "medium"
     """DIS quality: ``ultrafast`` | ``fast`` | ``medium``."""
     weights: str = ""
-    """Checkpoint path for learned backends (PWC-Net)."""
+    """Checkpoint path for learned backends (MMFlow's PWC-Net ``.pth``)."""
+    device: str = "auto"
+    """Learned backends: ``auto`` (CUDA when torch sees a GPU, else CPU) | ``cpu`` | ``cuda``."""
+    batch_size: int = 8
+    """Learned backends: frame pairs per forward pass."""
 
 
 @dataclass
@@ -87,9 +99,16 @@ class DepthConfig:
     """Relative depth used to rank characters front to back."""
 
     backend: str = "heuristic"
-    """``heuristic`` (no depth map: lower feet = nearer) | ``depth_anything`` (later release)."""
+    """``heuristic`` (no depth map: lower feet = nearer) | ``depth_anything`` (transformers)."""
     model: str = ""
-    """Local folder or hub id of the depth model."""
+    """Local folder or hub id of the depth model (``depth_anything``: empty means the weights
+    manager's folder if fetched, else the hub id ``LiheYoung/depth-anything-small-hf``)."""
+    device: str = "auto"
+    """``auto`` (CUDA when torch sees a GPU, else CPU) | ``cpu`` | ``cuda``."""
+    batch_size: int = 8
+    """Frames per forward pass."""
+    fp16: bool = True
+    """Half precision on CUDA (always float32 on the CPU)."""
 
 
 @dataclass
@@ -132,6 +151,55 @@ class ShardConfig:
 
 
 @dataclass
+class RunConfig:
+    """How the job runs: in-process or on Ray, and the Ray resources of each stage.
+
+    These knobs change speed and placement, never what is written: a re-run on the same
+    output may change them freely (``run.*`` is left out of the config comparison).
+    """
+
+    runner: str = "ray"
+    """``ray``: the Ray Data streaming job (a local Ray instance unless a cluster is given) |
+    ``local``: everything in this process, one video after another."""
+    address: str = ""
+    """Ray cluster to join: ``auto``, ``ray://host:10001`` or ``host:6379``. Empty: the
+    cluster of ``RAY_ADDRESS`` (set by ``ray job submit``), else a new local instance."""
+    num_cpus: int = 0
+    """Logical CPUs of a new local instance (0: enough for every actor and one task, at least
+    the machine's cores). Ignored on a cluster."""
+    decode_cpus: float = 1.0
+    """CPUs per decode task (one video per task); decode runs in tasks, as many as CPUs allow."""
+    geometry_cpus: float = 1.0
+    """CPUs per geometry + encode task (one clip per task)."""
+    pose_actors: int = 1
+    """Pose actors (each loads the model once). With GPUs: GPUs x actors per GPU."""
+    pose_gpus: float = 0.0
+    """GPUs per pose actor (0.5: two actors share a GPU)."""
+    pose_cpus: float = 1.0
+    """CPUs per pose actor."""
+    flow_actors: int = 1
+    """Flow actors."""
+    flow_gpus: float = 0.0
+    """GPUs per flow actor."""
+    flow_cpus: float = 1.0
+    """CPUs per flow actor."""
+    depth_actors: int = 1
+    """Depth actors."""
+    depth_gpus: float = 0.0
+    """GPUs per depth actor."""
+    depth_cpus: float = 0.25
+    """CPUs per depth actor (the weightless heuristic does no work here)."""
+    clips_per_batch: int = 1
+    """Clips handed to a model actor per call (``map_batches`` batch size); each clip is up to
+    ``decode.clip_frames`` frames, and the backend batches frames within it."""
+    video_timeout_s: float = 0.0
+    """A video still unfinished this many seconds after its decoding started is cut off and
+    recorded as failed at the stage it was in (0: no limit)."""
+    max_retries: int = 3
+    """Ray retries of a crashed task, and restarts of a crashed actor (then the job fails)."""
+
+
+@dataclass
 class PreprocessConfig:
     """One preprocessing job: raw videos in, WebDataset shards + Parquet statistics out."""
 
@@ -141,3 +209,4 @@ class PreprocessConfig:
     depth: DepthConfig = field(default_factory=DepthConfig)
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
+    run: RunConfig = field(default_factory=RunConfig)

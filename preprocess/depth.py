@@ -52,3 +52,6 @@ class HeuristicDepth(DepthBackend):
 def create_depth_backend(cfg: DepthConfig) -> DepthBackend:
     """The configured depth backend (``depth.backend``)."""
     return DEPTH_BACKENDS.get(cfg.backend)(cfg)
+
+
+from preprocess import depth_anything  # noqa: E402, F401  (registers "depth_anything")

@@ -93,3 +93,6 @@ class DISFlow(FlowBackend):
 def create_flow_backend(cfg: FlowConfig) -> FlowBackend:
     """The configured flow backend (``flow.backend``)."""
     return FLOW_BACKENDS.get(cfg.backend)(cfg)
+
+
+from preprocess import pwcnet  # noqa: E402, F401  (registers "pwcnet"; torch loads lazily)

@@ -1,11 +1,12 @@
 """Multi-person whole-body pose: backends (registry), tracking and the pose-map renderer.
 
-Importing this package registers the built-in backends (``movenet``, ``precomputed``); it is
-light (NumPy, OpenCV, SciPy; onnxruntime is imported only when a MoveNet backend is built), so
-training and inference import it for :func:`render_pose`. See docs/pose.md.
+Importing this package registers the built-in backends (``movenet``, ``precomputed``,
+``dwpose``); it is light (NumPy, OpenCV, SciPy; onnxruntime is imported only when a model
+backend is built), so training and inference import it for :func:`render_pose`. See
+docs/pose.md.
 """
 
-from preprocess.pose import movenet, precomputed  # noqa: F401  (fill the registry)
+from preprocess.pose import dwpose, movenet, precomputed  # noqa: F401  (fill the registry)
 from preprocess.pose.base import (
     POSE_BACKENDS,
     PoseBackend,

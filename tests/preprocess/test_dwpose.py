@@ -1,0 +1,174 @@
+"""DWPose backend (``pose.backend=dwpose``) on tiny ONNX stand-ins with the public files' I/O.
+
+The detector stand-in returns a planted raw YOLOX head; the pose stand-in puts every keypoint on
+the brightest pixel of its red input channel. So a red dot planted in a frame must come back at
+its own frame coordinates through the letterbox, the box decoding, the 1.25-padded aspect-fixed
+affine crop, the ImageNet normalisation (RGB order) and the SimCC decoding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from preprocess.config import PoseConfig
+from preprocess.pose import create_pose_backend
+from preprocess.pose.dwpose import (
+    DWPoseBackend,
+    box_to_crop,
+    crop_matrix,
+    decode_simcc,
+    decode_yolox,
+    letterbox,
+)
+from preprocess.pose.layout import NUM_KEYPOINTS
+from tests.media import read_frames
+from tests.preprocess.standins import planted_head, write_dwpose_onnx, write_yolox_onnx
+
+FRAME_HW = (320, 480)  # letterbox ratio 640 / 480 = 4/3
+RATIO = 640 / 480
+# (cx, cy, w, h, score, class) in detector-input pixels
+PERSON = (168.0, 196.0, 100.0, 200.0, 0.81, 0)
+DUPLICATE = (178.0, 200.0, 100.0, 196.0, 0.5, 0)  # next cell, IoU 0.77: suppressed by NMS
+WEAK = (500.0, 100.0, 60.0, 120.0, 0.1, 0)  # below person_score
+NOT_PERSON = (400.0, 300.0, 80.0, 80.0, 0.95, 2)  # a car
+SECOND = (420.0, 220.0, 80.0, 240.0, 0.6, 0)
+
+
+def frame_box(b: tuple[float, ...]) -> np.ndarray:
+    cx, cy, w, h = b[:4]
+    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]) / RATIO
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("dwpose")
+    head = planted_head((640, 640), [PERSON, DUPLICATE, WEAK, NOT_PERSON, SECOND])
+    return {
+        "detector": write_yolox_onnx(d / "yolox_l.onnx", head),
+        "detector_b1": write_yolox_onnx(d / "yolox_b1.onnx", head, batch=1),
+        "pose": write_dwpose_onnx(d / "dw-ll_ucoco_384.onnx"),
+        "pose_b2": write_dwpose_onnx(d / "dw_b2.onnx", batch=2),
+    }
+
+
+def backend(models: dict[str, Path], det: str = "detector", pose: str = "pose", **kw: object):
+    cfg = PoseConfig(
+        backend="dwpose",
+        detector=str(models[det]),
+        model=str(models[pose]),
+        person_score=0.3,
+        device="cpu",
+        **kw,  # type: ignore[arg-type]
+    )
+    b = create_pose_backend(cfg)
+    assert isinstance(b, DWPoseBackend)
+    return b
+
+
+def test_letterbox_is_top_left_on_grey_and_bgr_untouched() -> None:
+    frame = np.zeros((*FRAME_HW, 3), np.uint8)
+    frame[..., 0] = 10  # channel order is kept (the caller passes BGR)
+    img, ratio = letterbox(frame, (640, 640))
+    assert ratio == pytest.approx(RATIO)
+    assert img.shape == (3, 640, 640) and img.dtype == np.float32
+    assert (img[0, :426, :] == 10).all() and (img[1, :426, :] == 0).all()
+    assert (img[:, 427:, :] == 114).all()  # 320 * 4/3 = 426.67 -> 426 rows of image
+
+
+def test_planted_yolox_boxes_decode_to_frame_pixels_with_nms() -> None:
+    head = planted_head((640, 640), [PERSON, DUPLICATE, WEAK, NOT_PERSON, SECOND])
+    boxes, scores = decode_yolox(head, (640, 640), RATIO, 0.3, 0.45)
+    assert len(boxes) == 2  # duplicate suppressed, weak and non-person dropped
+    np.testing.assert_allclose(boxes[0], frame_box(PERSON), atol=1e-3)
+    np.testing.assert_allclose(boxes[1], frame_box(SECOND), atol=1e-3)
+    np.testing.assert_allclose(scores, [0.81, 0.6], atol=1e-5)
+
+
+def test_crop_affine_and_simcc_inverse_are_exact() -> None:
+    crop = box_to_crop(0, np.array([100.0, 50.0, 160.0, 250.0]), (384, 288))
+    # padded 1.25: 75 x 250, widened to the 288:384 aspect: 187.5 x 250
+    np.testing.assert_allclose(crop.scale, [187.5, 250.0])
+    np.testing.assert_allclose(crop.centre, [130.0, 150.0])
+    m = crop_matrix(crop, (384, 288))
+    point = np.array([117.0, 201.0])
+    in_crop = m[:, :2] @ point + m[:, 2]
+    simcc_x = np.zeros((1, NUM_KEYPOINTS, 576), np.float32)
+    simcc_y = np.zeros((1, NUM_KEYPOINTS, 768), np.float32)
+    ix, iy = round(in_crop[0] * 2), round(in_crop[1] * 2)
+    simcc_x[0, 5, ix], simcc_y[0, 5, iy] = 0.9, 0.7
+    out = decode_simcc(simcc_x, simcc_y, [crop], (384, 288))
+    assert out.shape == (1, NUM_KEYPOINTS, 3)
+    np.testing.assert_allclose(out[0, 5, :2], point, atol=0.5 * 187.5 / 288 + 1e-6)
+    assert out[0, 5, 2] == pytest.approx(0.7)  # the smaller of the two maxima
+    assert out[0, 0, 2] == 0.0
+
+
+def test_red_dot_comes_back_at_its_frame_coordinates(models: dict[str, Path]) -> None:
+    frames = np.zeros((2, *FRAME_HW, 3), np.uint8)
+    dots = [(120, 140), (130, 160)]  # inside PERSON's box; SECOND's crop sees no dot
+    for t, (x, y) in enumerate(dots):
+        frames[t, y, x] = (255, 0, 0)  # red in RGB
+    people = backend(models).detect_frames(frames)
+    assert [p.shape for p in people] == [(2, NUM_KEYPOINTS, 3)] * 2
+    for t, (x, y) in enumerate(dots):
+        kp = people[t][0]  # the strongest box first
+        assert kp.dtype == np.float32
+        np.testing.assert_allclose(kp[:, 0], x, atol=0.5)
+        np.testing.assert_allclose(kp[:, 1], y, atol=0.5)
+        assert (kp[:, 2] > 0.5).all()  # above black (-2.1 after normalisation), clipped at 0
+    # a blue dot is invisible to the red channel: the model must get RGB, not BGR
+    blue = np.zeros((1, *FRAME_HW, 3), np.uint8)
+    blue[0, 140, 120] = (0, 0, 255)
+    kp = backend(models).detect_frames(blue)[0][0]
+    assert abs(kp[0, 0] - 120) > 5 or abs(kp[0, 1] - 140) > 5
+
+
+def test_fixed_batch_models_give_the_same_people(models: dict[str, Path]) -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (3, *FRAME_HW, 3), dtype=np.uint8)
+    dynamic = backend(models, batch_size=4)
+    fixed = backend(models, det="detector_b1", pose="pose_b2")
+    assert dynamic.pose.fixed_batch is None and fixed.pose.fixed_batch == 2
+    assert fixed.detector.fixed_batch == 1
+    a, b = dynamic.detect_frames(frames), fixed.detect_frames(frames)  # 6 crops: 3 chunks of 2
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_no_detection_means_no_people(tmp_path: Path, models: dict[str, Path]) -> None:
+    empty = write_yolox_onnx(tmp_path / "empty.onnx", planted_head((640, 640), []))
+    b = backend({**models, "detector": empty})
+    people = b.detect_frames(np.zeros((2, *FRAME_HW, 3), np.uint8))
+    assert [p.shape for p in people] == [(0, NUM_KEYPOINTS, 3)] * 2
+    assert b.track_frames(np.zeros((2, *FRAME_HW, 3), np.uint8)).shape == (2, 0, NUM_KEYPOINTS, 3)
+
+
+def test_missing_files_name_key_and_source(tmp_path: Path, models: dict[str, Path]) -> None:
+    with pytest.raises(FileNotFoundError, match=r"pose\.detector.*yzd-v/DWPose"):
+        create_pose_backend(PoseConfig(backend="dwpose", model=str(models["pose"])))
+    missing = tmp_path / "dw-ll_ucoco_384.onnx"
+    with pytest.raises(FileNotFoundError, match=r"dw-ll_ucoco_384\.onnx.*pose\.model.*weights fetch"):
+        create_pose_backend(
+            PoseConfig(backend="dwpose", detector=str(models["detector"]), model=str(missing))
+        )
+
+
+def test_movenet_and_dwpose_share_the_array_layout(
+    models: dict[str, Path], movenet_onnx: Path, vtest: Path
+) -> None:
+    frames = read_frames(vtest, 4)
+    movenet = create_pose_backend(PoseConfig(model=str(movenet_onnx), input_size=256))
+    outputs = {"movenet": movenet, "dwpose": backend(models)}
+    for name, b in outputs.items():
+        people = b.detect_frames(frames)
+        assert len(people) == 4, name
+        for p in people:
+            assert p.ndim == 3 and p.shape[1:] == (NUM_KEYPOINTS, 3) and p.dtype == np.float32
+        tracked = b.track_frames(frames)
+        assert tracked.ndim == 4 and tracked.shape[0] == 4 and tracked.shape[2:] == (133, 3), name
+        assert tracked.dtype == np.float32
+    dw = outputs["dwpose"].detect_frames(frames)
+    assert all((p[:, 17:, 2] > 0).any() for p in dw if len(p))  # whole body: all 133 filled
