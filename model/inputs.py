@@ -14,6 +14,10 @@ covers the canvas, aspect kept, then centre crop; the paper's "resize + centre c
   ranks 0, 1, ... in that order (as training ranks the characters of a frame);
 - reference pose map: the reference image's own keypoints, rendered the same way.
 
+Training (``train/loader.py``) builds the same four inputs with :func:`build_guider_arrays`,
+giving the stored per-frame ranks and the clip's stored flow brought to the canvas
+(:meth:`Crop.flow`) instead of inference's held ranks and zero flow.
+
 Float conversion (:func:`to_conditions`): pose and order maps / 255, flow input as is.
 """
 
@@ -69,6 +73,18 @@ class Crop:
         resized = cv2.resize(
             image, (rw, rh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
         )
+        (y0, x0), (h, w) = self.offset, self.out
+        return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
+
+    def flow(self, flow: np.ndarray) -> np.ndarray:
+        """(h_m, w_m, 2) flow of a source frame at any map resolution, in source pixels per
+        frame -> (h, w, 2) float32 on the canvas, in canvas pixels per frame (bilinear resize
+        over the whole map, centre crop, vectors scaled by the resize factors)."""
+        (sh, sw), (rh, rw) = self.source, self.resized
+        resized = cv2.resize(
+            np.ascontiguousarray(flow, np.float32), (rw, rh), interpolation=cv2.INTER_LINEAR
+        )  # (rh, rw, 2)
+        resized *= np.array([rw / sw, rh / sh], np.float32)
         (y0, x0), (h, w) = self.offset, self.out
         return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
 
@@ -205,22 +221,43 @@ def guider_arrays(
     size: Size,
     geo: GeometryConfig,
 ) -> GuiderArrays:
-    """Inputs for driving keypoints (T, P, 133, 3) and reference keypoints (P_r, 133, 3), both
-    in canvas pixels of ``size``; ``priority`` from :func:`track_priority`."""
+    """Inference inputs for driving keypoints (T, P, 133, 3) and reference keypoints
+    (P_r, 133, 3), both in canvas pixels of ``size``; ``priority`` from
+    :func:`track_priority` fixes the ranks, and the background flow is zero."""
+    present = present_characters(driving, geo.keypoint_threshold, geo.min_keypoints)  # (T, P)
+    return build_guider_arrays(driving, reference, frame_ranks(priority, present), size, geo)
+
+
+def build_guider_arrays(
+    driving: np.ndarray,
+    reference: np.ndarray,
+    ranks: np.ndarray,
+    size: Size,
+    geo: GeometryConfig,
+    flow: np.ndarray | None = None,
+) -> GuiderArrays:
+    """The four guider inputs of a frame range, as training and inference both build them.
+
+    ``driving`` (T, P, 133, 3) and ``reference`` (P_r, 133, 3) keypoints in canvas pixels of
+    ``size``; ``ranks`` (T, P) int per frame and track (-1 absent: training takes the stored
+    ranks, inference :func:`frame_ranks`); ``flow`` (T, H, W, 2) backward flow in canvas
+    pixels per frame, or None for zero flow (inference). Masks are the skeletal dilation
+    regions at the canvas resolution (:func:`character_masks`).
+    """
     thr = geo.keypoint_threshold
-    present = present_characters(driving, thr, geo.min_keypoints)  # (T, P)
-    ranks = frame_ranks(priority, present)  # (T, P)
-    pose, flow, order = [], [], []
-    for people, frame_rank in zip(driving, ranks, strict=True):
+    if flow is not None and flow.shape != (len(driving), *size, 2):
+        raise ValueError(f"flow {flow.shape} does not match {len(driving)} frames of {size}")
+    zero = np.zeros((*size, 2), np.float32)
+    pose, flow_in, order = [], [], []
+    for i, (people, frame_rank) in enumerate(zip(driving, ranks, strict=True)):
         masks = character_masks(people, size, geo)  # (P, H, W)
         pose.append(render_pose(people, size, size, thr))
-        flow.append(
-            flow_guider_input(np.zeros((*size, 2), np.float32), union_mask(masks), geo.flow_scale)
-        )
+        frame_flow = zero if flow is None else flow[i]
+        flow_in.append(flow_guider_input(frame_flow, union_mask(masks), geo.flow_scale))
         order.append(depth_order_map(masks, frame_rank, geo.order_levels))
     return GuiderArrays(
         pose=np.stack(pose),
-        flow=np.stack(flow),
+        flow=np.stack(flow_in),
         order=np.stack(order),
         reference_pose=render_pose(reference, size, size, thr),
     )

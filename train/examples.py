@@ -1,0 +1,120 @@
+"""One training example from one decoded clip: frame choice, crop, the four guider inputs.
+
+Pure NumPy on a :class:`shards.schema.Sample`; the loader (``train/loader.py``) calls it in
+its workers, validation calls it on the held-out clips. The guider inputs are built by
+:func:`model.inputs.build_guider_arrays`, the function inference uses, from the stored
+keypoints brought to the training canvas:
+
+- skeletal dilation regions drawn at the canvas resolution from the keypoints
+  (:func:`preprocess.geometry.dilation_masks` with the dataset's ``geometry``);
+- the flow guider input ``(1 - M) * F / s + M`` (DESIGN §3) of the clip's stored backward flow,
+  resized to the canvas and expressed in canvas pixels per frame (:meth:`model.inputs.Crop.flow`);
+- the depth-order map painted from the stored per-frame ranks (``ranks.npy``);
+- the reference pose map of the reference frame's keypoints.
+
+The reference image is CLIP-preprocessed exactly as inference does it
+(:func:`model.components.build_image_processor` on the cropped reference).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from transformers import CLIPImageProcessorPil
+
+from model.inputs import Crop, GuiderArrays, build_guider_arrays
+from preprocess.config import GeometryConfig
+from shards.schema import Sample
+
+Size = tuple[int, int]
+
+
+class BadSample(ValueError):
+    """A clip that cannot give a training example; ``reason`` names the counter."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+@dataclass
+class Example:
+    """One training example (numpy, channels last) before batching."""
+
+    key: str
+    frames: np.ndarray  # (F, H, W, 3) uint8 target frames on the canvas
+    reference: np.ndarray  # (H, W, 3) uint8 reference frame on the canvas
+    clip_pixels: np.ndarray  # (3, S, S) float32 CLIP-preprocessed reference
+    guiders: GuiderArrays  # pose (F, H, W, 3), flow (F, H, W, 2), order (F, H, W), ref pose
+    reference_index: int
+    frame_indices: list[int]
+
+
+def needed_frames(frames: int, stride: int) -> int:
+    """Clip length a window of ``frames`` frames ``stride`` apart needs."""
+    return (frames - 1) * stride + 1
+
+
+def pick_frames(
+    n_frames: int, frames: int, stride: int, rng: np.random.Generator
+) -> tuple[int, list[int]]:
+    """(reference index, target indices): a random window of ``frames`` frames ``stride``
+    apart, and a random reference frame of the clip (another frame than a single target
+    whenever the clip has two)."""
+    span = needed_frames(frames, stride)
+    if n_frames < span:
+        raise BadSample("short", f"{n_frames} frames, a window needs {span}")
+    start = int(rng.integers(0, n_frames - span + 1))
+    targets = list(range(start, start + span, stride))
+    reference = int(rng.integers(0, n_frames))
+    if frames == 1 and n_frames > 1 and reference == targets[0]:
+        reference = (reference + 1 + int(rng.integers(0, n_frames - 1))) % n_frames
+    return reference, targets
+
+
+def check_sample(sample: Sample) -> None:
+    """Raise :class:`BadSample` when the fields of a decoded clip do not fit together."""
+    t = len(sample.frames)
+    if t == 0 or sample.frames.ndim != 4:
+        raise BadSample("shape", f"no frames ({sample.frames.shape})")
+    if sample.pose.shape[:1] != (t,) or sample.ranks.shape != sample.pose.shape[:2]:
+        raise BadSample(
+            "shape",
+            f"frames {t}, pose {sample.pose.shape}, ranks {sample.ranks.shape} disagree",
+        )
+    if sample.flow.shape[0] != t or sample.flow.ndim != 4:
+        raise BadSample("shape", f"flow {sample.flow.shape} for {t} frames")
+    if not (np.isfinite(sample.pose).all() and np.isfinite(sample.flow).all()):
+        raise BadSample("nonfinite", "NaN or inf in pose or flow")
+
+
+def build_example(
+    sample: Sample,
+    reference_index: int,
+    frame_indices: list[int],
+    size: Size,
+    geo: GeometryConfig,
+    processor: CLIPImageProcessorPil,
+    zero_flow: bool = False,
+) -> Example:
+    """The example of ``sample`` with the given reference and target frames on a canvas of
+    ``size`` (height, width). ``zero_flow`` gives inference's flow input (validation)."""
+    check_sample(sample)
+    crop = Crop(sample.frames.shape[1:3], size)
+    idx = np.asarray(frame_indices)
+    driving = crop.keypoints(sample.pose[idx])  # (F, P, 133, 3) canvas pixels
+    reference_kps = crop.keypoints(sample.pose[reference_index])  # (P, 133, 3)
+    flow = None if zero_flow else np.stack([crop.flow(sample.flow[i]) for i in idx])
+    guiders = build_guider_arrays(driving, reference_kps, sample.ranks[idx], size, geo, flow)
+    reference = crop.image(sample.frames[reference_index])  # (H, W, 3)
+    clip_pixels = processor(images=reference, return_tensors="np")["pixel_values"][0]
+    return Example(
+        key=sample.key,
+        frames=np.stack([crop.image(sample.frames[i]) for i in idx]),
+        reference=reference,
+        clip_pixels=np.asarray(clip_pixels, np.float32),
+        guiders=guiders,
+        reference_index=reference_index,
+        frame_indices=[int(i) for i in idx],
+    )

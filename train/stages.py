@@ -1,0 +1,114 @@
+"""Stage specs applied to a model: what is loaded, added, trained and frozen.
+
+=========  =====================================  ============================================
+stage      loads / adds                           trains (``stage.train``)
+=========  =====================================  ============================================
+stage 1    ``init_from``: a model folder made     ``unet`` (spatial layers), ``reference_unet``,
+           from SD 1.5 by ``python -m model.init`` ``guiders``
+stage 2    ``init_from``: the stage-1 export;     ``motion_modules`` only (by default)
+           adds AnimateDiff v2 motion modules
+           (``stage.motion_module_weights``)
+=========  =====================================  ============================================
+
+The VAE and the CLIP image encoder are frozen in every stage. ReferenceNet parameters that
+cannot receive a gradient (after its last recorded self-attention input, see
+:meth:`model.composed.AnimationModel.unused_reference_parameters`) are frozen too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from model.composed import AnimationModel
+from model.folder import load_model_folder
+from model.motion import MOTION_KEY, build_motion_adapter
+from model.weights import load_motion_adapter
+from preprocess.config import GeometryConfig
+from train.config import StageSpec
+
+log = logging.getLogger(__name__)
+
+
+def part_of(name: str) -> str:
+    """The :data:`train.config.PARTS` entry (or ``vae`` / ``image_encoder``) of a parameter of
+    :class:`AnimationModel`."""
+    top = name.split(".", 1)[0]
+    if top == "unet":
+        return "motion_modules" if MOTION_KEY in f".{name}" else "unet"
+    return top
+
+
+def load_stage_model(init_from: str, stage: StageSpec, geometry: GeometryConfig) -> AnimationModel:
+    """The model a stage starts from: ``init_from`` plus motion modules when the stage adds
+    them; its geometry set to the dataset's (the guiders learn on those masks and maps)."""
+    model = load_model_folder(init_from)
+    if model.cfg.geometry != geometry:
+        log.warning(
+            "init_from geometry %s differs from the dataset's %s: training (and the export) "
+            "use the dataset's",
+            model.cfg.geometry,
+            geometry,
+        )
+    model.cfg.geometry = geometry
+    if stage.motion_modules and not model.cfg.motion.enabled:
+        if stage.motion_module_weights:
+            adapter = load_motion_adapter(stage.motion_module_weights, model.cfg)
+        else:
+            log.warning(
+                "stage.motion_module_weights is empty: fresh motion modules with zeroed "
+                "outputs (the paper starts stage 2 from AnimateDiff v2, mm_sd_v15_v2.ckpt)"
+            )
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(model.cfg.seed)
+                adapter = build_motion_adapter(model.cfg)
+        model.add_motion_modules(adapter)
+        model.cfg.weights.motion_module = stage.motion_module_weights
+    model.cfg.weights.init_from = init_from
+    return model
+
+
+def apply_stage(model: AnimationModel, stage: StageSpec) -> list[str]:
+    """Set ``requires_grad`` by the stage's parts; returns the trained parameter names."""
+    dead = set(model.unused_reference_parameters())
+    trained = []
+    for name, param in model.named_parameters():
+        train = part_of(name) in stage.train and name not in dead
+        param.requires_grad_(train)
+        if train:
+            trained.append(name)
+    if not trained:
+        raise ValueError(f"stage {stage.name} trains no parameter (stage.train={stage.train})")
+    model.vae.eval()
+    model.image_encoder.eval()
+    counts: dict[str, int] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            counts[part_of(name)] = counts.get(part_of(name), 0) + param.numel()
+    log.info(
+        "stage %s trains %s",
+        stage.name,
+        ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in sorted(counts.items())),
+    )
+    return trained
+
+
+class Denoiser(nn.Module):
+    """The part of the model DeepSpeed wraps: ReferenceNet, denoising UNet and guiders.
+
+    The frozen VAE and CLIP encoder are not submodules, so DeepSpeed neither partitions nor
+    casts them; ``forward`` is :meth:`AnimationModel.forward`, which reaches them through the
+    model only for nothing (the trainer encodes images before calling it).
+    """
+
+    def __init__(self, model: AnimationModel) -> None:
+        super().__init__()
+        self.reference_unet = model.reference_unet
+        self.unet = model.unet
+        self.guiders = model.guiders
+        object.__setattr__(self, "model", model)  # not a submodule
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        return self.model(*args, **kwargs)  # type: ignore[operator]

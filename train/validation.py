@@ -1,0 +1,131 @@
+"""Periodic validation: animate held-out clips the way inference does, write videos.
+
+For each held-out clip (``validation.clips`` of them, kept out of training by the loader) the
+reference is the clip's first frame and the driving poses are its first ``validation.frames``
+frames (``data.frame_stride`` apart); the guider inputs are built by the training code path
+with inference's zero background flow (:func:`train.examples.build_example`,
+``zero_flow=True``), then :mod:`model.pipeline` samples with DDIM and classifier-free
+guidance. Written to ``output_dir/validation/step_NNNNNNNN_KEY.mp4`` as a grid
+``real | pose | generated`` per frame, plus the middle frame of that grid as a TensorBoard image.
+
+:func:`validation_sample` returns the generated and real frames of a clip: the hook where
+evaluation metrics (issue #7) plug in, through :data:`METRICS`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.animate import write_video
+from model.components import build_image_processor
+from model.composed import AnimationModel
+from model.config import SamplingConfig
+from model.inputs import to_conditions
+from model.pipeline import (
+    decode_frames,
+    encode_reference,
+    guide_frames,
+    reference_inputs,
+    sample_latents,
+)
+from shards.reader import iter_samples
+from train.config import TrainConfig
+from train.examples import Example, build_example, needed_frames
+
+log = logging.getLogger(__name__)
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+METRICS: dict[str, Metric] = {}
+"""name -> metric(generated (T, H, W, 3) uint8, real (T, H, W, 3) uint8); each is logged as
+``validation/NAME`` (empty here; evaluation adds its metrics)."""
+
+
+@dataclass
+class ValidationResult:
+    key: str
+    generated: np.ndarray  # (T, H, W, 3) uint8
+    real: np.ndarray  # (T, H, W, 3) uint8
+    pose: np.ndarray  # (T, H, W, 3) uint8 pose maps
+
+    def grid(self) -> np.ndarray:
+        """(T, H, 3W, 3): real | pose | generated."""
+        return np.concatenate([self.real, self.pose, self.generated], axis=2)
+
+
+def validation_examples(cfg: TrainConfig, keys: list[str], model: AnimationModel) -> list[Example]:
+    """The held-out clips as examples: reference frame 0, the first frames as driving."""
+    processor = build_image_processor(model.cfg)
+    size = (cfg.data.height, cfg.data.width)
+    examples = []
+    for sample in iter_samples(cfg.data.root, keys=keys):
+        stride = cfg.data.frame_stride
+        frames = min(cfg.validation.frames, (len(sample.frames) - 1) // stride + 1)
+        indices = list(range(0, needed_frames(frames, stride), stride))
+        examples.append(
+            build_example(sample, 0, indices, size, model.cfg.geometry, processor, zero_flow=True)
+        )
+    return examples
+
+
+@torch.no_grad()
+def validation_sample(
+    model: AnimationModel, example: Example, sampling: SamplingConfig
+) -> ValidationResult:
+    """Animate one example (reference image + driving guider inputs) with ``sampling``."""
+    conditions = to_conditions(example.guiders)
+    frames = len(example.frames)
+    c_multi = guide_frames(
+        model, lambda a, b: conditions.frames(a, b), frames, chunk=sampling.window
+    )
+    latents, embeds = reference_inputs(model, example.reference)
+    reference = encode_reference(model, latents, embeds)
+    video = sample_latents(model, reference, c_multi, sampling, progress=False)
+    return ValidationResult(
+        key=example.key,
+        generated=decode_frames(model, video),
+        real=example.frames,
+        pose=example.guiders.pose,
+    )
+
+
+def run_validation(
+    model: AnimationModel,
+    examples: list[Example],
+    cfg: TrainConfig,
+    step: int,
+    window: int,
+) -> list[tuple[ValidationResult, Path, dict[str, float]]]:
+    """Animate every held-out example and write its grid video; (result, video, metrics)."""
+    v = cfg.validation
+    sampling = SamplingConfig(
+        steps=v.steps,
+        guidance_scale=v.guidance_scale,
+        window=window,
+        stride=max(1, window // 2),
+        height=cfg.data.height,
+        width=cfg.data.width,
+        seed=v.seed,
+    )
+    out_dir = Path(cfg.output_dir) / "validation"
+    results = []
+    was_training = model.training
+    model.eval()
+    try:
+        for example in examples:
+            result = validation_sample(model, example, replace(sampling))
+            path = out_dir / f"step_{step:08d}_{example.key}.mp4"
+            write_video(str(path), result.grid(), fps=8.0)
+            metrics = {name: fn(result.generated, result.real) for name, fn in METRICS.items()}
+            log.info("validation step %d: %s %s", step, path, metrics or "")
+            results.append((result, path, metrics))
+    finally:
+        model.train(was_training)
+        model.vae.eval()
+        model.image_encoder.eval()
+    return results
