@@ -2,6 +2,10 @@
 
     python -m preprocess --input VIDEOS_DIR --output OUT --config jobs/preprocess/cpu.yaml \\
         flow.preset=fast decode.max_fps=24
+
+Runs the Ray job (``preprocess.ray_job``; a local Ray instance unless ``RAY_ADDRESS`` or
+``run.address`` names a cluster, as under ``ray job submit``), or with ``run.runner=local``
+the in-process run (``preprocess.pipeline``). Both write the same output.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import logging
 import sys
 
 from preprocess.config import PreprocessConfig
-from preprocess.pipeline import ConfigMismatchError, run
+from preprocess.pipeline import ConfigMismatchError, RunSummary, run
 from shards.config import ConfigError, load_config
 
 log = logging.getLogger("preprocess")
@@ -28,7 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
         epilog=(
             "Overrides are dotted config keys, e.g. flow.preset=fast pose.min_score=0.4 "
-            "decode.max_frames=128. Precedence: defaults < --config YAML < overrides. "
+            "decode.max_frames=128 run.runner=local. Precedence: defaults < --config YAML < "
+            "overrides. "
             "Inspect the result with: python -m shards stats OUTPUT"
         ),
     )
@@ -61,12 +66,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         cfg = load_config(PreprocessConfig, args.config, args.overrides)
-        summary = run(args.input, args.output, cfg, allow_config_change=args.allow_config_change)
+        summary = dispatch(args.input, args.output, cfg, args.allow_config_change)
     except (ConfigError, ConfigMismatchError, FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         return 2
     print(summary.format())
     return 0
+
+
+def dispatch(
+    inputs: list[str], output: str, cfg: PreprocessConfig, allow_config_change: bool
+) -> RunSummary:
+    """The configured runner (``run.runner``); Ray is imported only for the Ray job."""
+    if cfg.run.runner == "local":
+        return run(inputs, output, cfg, allow_config_change=allow_config_change)
+    if cfg.run.runner == "ray":
+        from preprocess.ray_job import run_ray
+
+        return run_ray(inputs, output, cfg, allow_config_change=allow_config_change)
+    raise ValueError(f"run.runner must be 'ray' or 'local', got {cfg.run.runner!r}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import numpy as np
 from preprocess.clip import Clip, VideoInfo, video_id_for
 from preprocess.config import DecodeConfig
 from preprocess.cuts import CutDetector
+from preprocess.storage import read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -223,15 +224,19 @@ class _ClipAssembler:
 
 
 def _load(source: str) -> _Media:
-    """A local path (checked), or the bytes of a remote URI read through fsspec.
+    """A local path (checked), or the bytes of a remote URI.
 
-    decord and PyAV both read a local path directly; for other schemes (``s3://`` with
-    s3fs installed, ``memory://`` in tests) the whole object is fetched into memory.
+    decord and PyAV both read a local path directly; a remote object is fetched whole into
+    memory: ``s3://`` through pyarrow's S3 file system (``preprocess.storage``), other
+    schemes through fsspec (``memory://`` in tests).
     """
     if "://" in source and not source.startswith("file://"):
         try:
-            with fsspec.open(source, "rb") as f:
-                data: bytes = f.read()
+            if source.startswith("s3://"):
+                data = read_bytes(source)
+            else:
+                with fsspec.open(source, "rb") as f:
+                    data = f.read()
         except (OSError, ImportError, ValueError) as exc:
             raise DecodeError(f"cannot read {source}: {exc}") from exc
         if not data:

@@ -5,6 +5,7 @@ file that is not a video becomes a ``failed`` row saying so, rather than vanishi
 pose sidecars (``*.pose.npz``) and list files are companions, not inputs. A ``.txt``/``.lst``
 file holds one path or URI per line (``#`` comments allowed). Sources are canonical: local
 paths are made absolute, so a video's id is the same however it was named on the command line.
+A URI (``s3://bucket/videos/``) names one object, or a prefix listed recursively like a folder.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import glob
 from collections.abc import Iterable
 from pathlib import Path
+
+from preprocess.storage import list_files
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 COMPANION_SUFFIXES = (".pose.npz",)
@@ -42,13 +45,25 @@ def _read_list(path: Path) -> list[str]:
     return [canonical_source(x if "://" in x else str(base / x)) for x in lines if x]
 
 
+def _list_uri(uri: str) -> list[str]:
+    """The object ``uri``, or every non-hidden, non-companion object below the prefix ``uri``.
+    A scheme pyarrow cannot list (e.g. fsspec's ``memory://``) is taken as one object."""
+    try:
+        listed = list_files(uri)
+    except ValueError:
+        return [uri]
+    if listed is None:
+        return [uri]
+    return [u for u in listed if not any(u.endswith(s) for s in COMPANION_SUFFIXES)]
+
+
 def discover(inputs: Iterable[str]) -> list[str]:
     """Expand ``inputs`` into a sorted, de-duplicated list of canonical source URIs."""
     found: list[str] = []
     for item in inputs:
         path = Path(item).expanduser()
         if "://" in item:
-            found.append(item)
+            found.extend(_list_uri(item))
         elif path.is_dir():
             found.extend(_walk(path))
         elif path.is_file() and path.suffix in LIST_SUFFIXES:

@@ -1,12 +1,17 @@
-"""The in-process run: every video through the stages of ``preprocess.stages``, into shards.
+"""The in-process run (``run.runner=local``): every video through ``preprocess.stages``.
 
 A video is one transaction: its clips are staged as they are produced and committed to the
 shards only when the whole video succeeded. A failure at any stage discards what was staged
 and records a ``failed`` row with the stage and the message; the run goes on.
+
+The Ray job (``preprocess.ray_job``) is the same run spread over a cluster: it shares this
+module's output bookkeeping (``open_output``: config and model identity checks, resume), the
+decode loop (``decoded_clips``), the per-video deadline and the summary.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -18,8 +23,9 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from preprocess.clip import StageError, VideoInfo, stage, video_id_for
+from preprocess.clip import Clip, StageError, VideoInfo, stage, video_id_for
 from preprocess.config import PreprocessConfig
+from preprocess.deadline import video_deadline, within_deadline
 from preprocess.decode import iter_clips, probe_video
 from preprocess.discover import discover
 from preprocess.stages import (
@@ -31,14 +37,20 @@ from preprocess.stages import (
     geometry_stage,
     video_row_ok,
 )
+from preprocess.storage import make_dirs, read_text, uri_join, write_text
 from shards.config import config_to_dict, dump_config
-from shards.reader import read_videos
+from shards.reader import is_remote, read_videos
 from shards.schema import CONFIG_FILE, ClipRow, VideoRow
 from shards.writer import ShardWriter
 
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "pose", "flow", "depth", "geometry", "encode")
+BACKENDS_FILE = "backends.json"
+"""``OUT/backends.json``: name, model path and weights sha256 of each backend of the output,
+compared on resume like ``OUT/config.yaml``."""
+RUN_SECTION = "run."
+"""Config keys that change how the job runs, never what it writes: not compared on resume."""
 
 
 @dataclass
@@ -75,9 +87,14 @@ class RunSummary:
                 for n, s in self.stage_seconds.items()
             ),
         ]
-        reasons = Counter((stg, msg.split(":")[0]) for _, stg, msg in self.failures)
-        lines += [f"failed at {stg}: {n} x {msg}" for (stg, msg), n in reasons.most_common()]
+        lines += [f"failed at {stg}: {n} x {msg}" for (stg, msg), n in self.reasons().items()]
         return "\n".join(lines)
+
+    def reasons(self) -> dict[tuple[str, str], int]:
+        """Failed videos by (stage, reason): the message up to its first colon."""
+        return dict(
+            Counter((stg, msg.split(":")[0]) for _, stg, msg in self.failures).most_common()
+        )
 
 
 class Extractors:
@@ -96,6 +113,48 @@ class Extractors:
         }
 
 
+def output_root(output: str | Path) -> str:
+    """The output as the writer and readers name it: an absolute local path, or the URI."""
+    return str(output) if is_remote(output) else str(Path(output).resolve())
+
+
+@dataclass
+class OutputPlan:
+    """What a run on an output has to do, after the config and model checks."""
+
+    todo: list[str]
+    """Sources still to process, sorted."""
+    skipped_done: int
+    run_meta: dict[str, Any]
+    """Every clip's config and backends metadata."""
+
+
+def open_output(
+    inputs: list[str],
+    output: str,
+    cfg: PreprocessConfig,
+    backends: dict[str, Any],
+    *,
+    allow_config_change: bool = False,
+) -> OutputPlan:
+    """Check ``output`` against this run's config and backends, record them, list the work.
+
+    Re-running on the same output skips the videos it already finished; doing so with a
+    different config or different model weights is refused unless ``allow_config_change``.
+    """
+    make_dirs(output)
+    if not allow_config_change:
+        check_same_config(output, cfg, backends)
+    sources = discover(inputs)
+    done = finished_sources(output)
+    todo = [s for s in sources if s not in done]
+    log.info("%d inputs, %d already done, %d to process", len(sources), len(done), len(todo))
+    write_text(uri_join(output, CONFIG_FILE), dump_config(cfg))
+    write_text(uri_join(output, BACKENDS_FILE), json.dumps(backends, indent=2, sort_keys=True))
+    run_meta = {"config": config_to_dict(cfg), "backends": backends}
+    return OutputPlan(todo, len(sources) - len(todo), run_meta)
+
+
 def run(
     inputs: list[str],
     output: str | Path,
@@ -103,33 +162,24 @@ def run(
     *,
     allow_config_change: bool = False,
 ) -> RunSummary:
-    """Preprocess every input video into ``output`` (shards + Parquet statistics).
+    """Preprocess every input video into ``output`` (shards + Parquet statistics), in process.
 
     Re-running on the same output skips the videos it already finished; doing so with a
     different config is refused unless ``allow_config_change``.
     """
     start = time.perf_counter()
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_root(output)
     if not allow_config_change:
-        check_same_config(out, cfg)
-    sources = discover(inputs)
-    done = finished_sources(out)
-    todo = [s for s in sources if s not in done]
-    summary = RunSummary(skipped_done=len(sources) - len(todo))
-    log.info(
-        "%d inputs, %d already done, %d to process",
-        len(sources),
-        len(sources) - len(todo),
-        len(todo),
-    )
+        check_same_config(out, cfg)  # before loading any model: a quick, clear refusal
     extractors = Extractors(cfg)
-    run_meta = {"config": config_to_dict(cfg), "backends": extractors.identity()}
-    dump_config(cfg, out / CONFIG_FILE)
+    plan = open_output(
+        inputs, out, cfg, extractors.identity(), allow_config_change=allow_config_change
+    )
+    summary = RunSummary(skipped_done=plan.skipped_done)
     with ShardWriter(out, cfg.shards.max_clips, cfg.shards.max_bytes) as writer:
-        bar = tqdm(todo, unit="video", desc="preprocess", dynamic_ncols=True)
+        bar = tqdm(plan.todo, unit="video", desc="preprocess", dynamic_ncols=True)
         for source in bar:
-            row, rows = process_video(source, cfg, extractors, writer, run_meta)
+            row, rows = process_video(source, cfg, extractors, writer, plan.run_meta)
             summary.add(row, rows)
             bar.set_postfix(
                 clips=summary.clips, frames=summary.frames, failed=summary.status["failed"]
@@ -147,12 +197,12 @@ def process_video(
 ) -> tuple[VideoRow, list[ClipRow]]:
     """Run one video through every stage; commit its clips or record why it failed."""
     start = time.perf_counter()
+    deadline = video_deadline(cfg.run.video_timeout_s)
     staging = writer.begin_video(video_id_for(source))
     rows: list[ClipRow] = []
     try:
-        with stage("decode"):
-            info = probe_video(source, cfg.decode)
-        for encoded in _encoded_clips(info, cfg, extractors, run_meta):
+        info = probe(source, cfg, deadline)
+        for encoded in _encoded_clips(info, cfg, extractors, run_meta, deadline):
             staging.add(encoded.fields, encoded.row)
             rows.append(encoded.row)
         row = video_row_ok(info, rows, time.perf_counter() - start)
@@ -169,21 +219,45 @@ def process_video(
     return row, rows
 
 
-def _encoded_clips(
-    info: VideoInfo, cfg: PreprocessConfig, ex: Extractors, run_meta: dict[str, Any]
-) -> Iterator[EncodedClip]:
-    """Decode clip by clip (bounded memory) and push each through the stages."""
+def probe(source: str, cfg: PreprocessConfig, deadline: float | None) -> VideoInfo:
+    """``decode.probe_video`` as the decode stage, within the video's deadline."""
+    with stage("decode"):
+        return within_deadline(
+            "decode", deadline, probe_video, source, cfg.decode, timeout_s=cfg.run.video_timeout_s
+        )
+
+
+def decoded_clips(info: VideoInfo, cfg: PreprocessConfig, deadline: float | None) -> Iterator[Clip]:
+    """The video's clips one at a time (bounded memory), each timed as the decode stage."""
     clips = iter_clips(info, cfg.decode)
     while True:
         seconds: dict[str, float] = {}
         with stage("decode", seconds):
-            clip = next(clips, None)
+            clip = within_deadline(
+                "decode", deadline, next, clips, None, timeout_s=cfg.run.video_timeout_s
+            )
         if clip is None:
             return
         clip.seconds.update(seconds)
-        clip = ex.depth(ex.flow(ex.pose(clip)))
-        clip = geometry_stage(clip, cfg)
-        yield encode_stage(clip, cfg, run_meta)
+        yield clip
+
+
+def _encoded_clips(
+    info: VideoInfo,
+    cfg: PreprocessConfig,
+    ex: Extractors,
+    run_meta: dict[str, Any],
+    deadline: float | None,
+) -> Iterator[EncodedClip]:
+    """Decode clip by clip and push each through the stages, each within the deadline."""
+    limit = cfg.run.video_timeout_s
+    for clip in decoded_clips(info, cfg, deadline):
+        for name, model_stage in (("pose", ex.pose), ("flow", ex.flow), ("depth", ex.depth)):
+            clip = within_deadline(name, deadline, model_stage, clip, timeout_s=limit)
+        clip = within_deadline("geometry", deadline, geometry_stage, clip, cfg, timeout_s=limit)
+        yield within_deadline(
+            "encode", deadline, encode_stage, clip, cfg, run_meta, timeout_s=limit
+        )
 
 
 def failed_row(source: str, err: StageError, seconds: float) -> VideoRow:
@@ -201,20 +275,38 @@ class ConfigMismatchError(RuntimeError):
     """The output was produced with another config."""
 
 
-def check_same_config(out: Path, cfg: PreprocessConfig) -> None:
-    """Refuse to mix clips made with different configs in one output."""
-    path = out / CONFIG_FILE
-    if not path.is_file():
-        return
-    old = _flatten(yaml.safe_load(path.read_text()) or {})
-    new = _flatten(config_to_dict(cfg))
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+def check_same_config(
+    out: str | Path, cfg: PreprocessConfig, backends: dict[str, Any] | None = None
+) -> None:
+    """Refuse to mix clips made with different configs or model weights in one output.
+
+    Compares ``OUT/config.yaml`` (all but the ``run.*`` execution knobs) and, given the
+    loaded ``backends``' identities, ``OUT/backends.json`` (backend names, weight paths and
+    sha256 of the weights).
+    """
+    changed: dict[str, tuple[Any, Any]] = {}
+    text = read_text(uri_join(out, CONFIG_FILE))
+    if text is not None:
+        old = _flatten(yaml.safe_load(text) or {})
+        new = _flatten(config_to_dict(cfg))
+        changed.update(_differences(old, new, skip=RUN_SECTION))
+    text = read_text(uri_join(out, BACKENDS_FILE)) if backends is not None else None
+    if text is not None and backends is not None:
+        old = _flatten({"backends": json.loads(text)})
+        changed.update(_differences(old, _flatten({"backends": backends})))
     if changed:
-        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
         raise ConfigMismatchError(
-            f"{out} was written with a different config ({detail}); use a new output, or pass "
-            "--allow-config-change to add clips made with the new config"
+            f"{out} was written with a different config or model ({detail}); use a new "
+            "output, or pass --allow-config-change to add clips made with the new one"
         )
+
+
+def _differences(
+    old: dict[str, Any], new: dict[str, Any], skip: str = "\0"
+) -> dict[str, tuple[Any, Any]]:
+    keys = (k for k in old.keys() | new.keys() if not k.startswith(skip))
+    return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -227,7 +319,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def finished_sources(out: Path) -> set[str]:
+def finished_sources(out: str | Path) -> set[str]:
     """Sources that an earlier run on ``out`` already finished (any status)."""
     try:
         table = read_videos(out)

@@ -1,8 +1,10 @@
 """Reading an output: its shards, its Parquet statistics (filtered with SQL) and its samples.
 
 Everything goes through a ``pyarrow.fs`` file system chosen from the root by
-:func:`filesystem`; only local paths are accepted now, and that function is the one place to
-add ``s3://`` (``pyarrow.fs.S3FileSystem`` or an fsspec wrapper). Reading writes nothing:
+:func:`filesystem`: local paths, and any URI pyarrow knows (``s3://bucket/out`` through
+``pyarrow.fs.S3FileSystem``, configured by the usual AWS variables: ``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``). Listings of a
+remote root return URIs, so every path handed on names its file system. Reading writes nothing:
 DuckDB runs in memory with file access and spilling disabled, and the webdataset pipeline
 here has no shard cache (``wds.WebDataset`` would cache shards when ``WDS_CACHE`` is set).
 
@@ -44,25 +46,43 @@ class WhereError(ValueError):
     """A ``where`` expression that DuckDB cannot evaluate over the table."""
 
 
-def filesystem(root: PathLike) -> tuple[pafs.FileSystem, str]:
-    """(file system, path in it) of an output root or shard; local paths only for now."""
+def is_remote(root: PathLike) -> bool:
+    """Whether ``root`` is a URI of a non-local file system (``s3://...``)."""
     text = str(root)
-    if "://" in text and not text.startswith("file://"):
-        raise NotImplementedError(
-            f"{text}: only local outputs can be read so far; remote roots (s3://...) are "
-            "added in shards.reader.filesystem"
-        )
-    return pafs.LocalFileSystem(), str(Path(text.removeprefix("file://")).resolve())
+    return "://" in text and not text.startswith("file://")
+
+
+def filesystem(root: PathLike) -> tuple[pafs.FileSystem, str]:
+    """(file system, path in it) of a local path or a URI (``s3://bucket/key``)."""
+    text = str(root)
+    if not is_remote(text):
+        return pafs.LocalFileSystem(), str(Path(text.removeprefix("file://")).resolve())
+    try:
+        fs, path = pafs.FileSystem.from_uri(text)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+        raise ValueError(f"{text}: not a file system URI pyarrow can open ({exc})") from exc
+    return fs, path.rstrip("/")
+
+
+def uri_join(root: PathLike, *parts: str) -> str:
+    """``root/part/...`` for a local path or a URI."""
+    return "/".join([str(root).rstrip("/"), *parts])
+
+
+def _as_uri(root: PathLike, path: str) -> str:
+    """A path of ``root``'s file system as something :func:`filesystem` opens again."""
+    text = str(root)
+    return f"{text.split('://', 1)[0]}://{path}" if is_remote(text) else path
 
 
 def _list(root: PathLike, sub: str, suffix: str) -> list[str]:
-    """Sorted visible files ``root/sub/*{suffix}`` (no hidden tmp files)."""
+    """Sorted visible files ``root/sub/*{suffix}`` (no hidden tmp files), as paths or URIs."""
     fs, base = filesystem(root)
     if fs.get_file_info(base).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"{root}: no such output folder")
     infos = fs.get_file_info(pafs.FileSelector(f"{base}/{sub}", allow_not_found=True))
     return sorted(
-        i.path
+        _as_uri(root, i.path)
         for i in infos
         if i.type == pafs.FileType.File
         and i.base_name.endswith(suffix)
@@ -114,7 +134,8 @@ def _read(
 ) -> pa.Table:
     if files:
         fs, _ = filesystem(root)
-        table = pads.dataset(files, schema=schema, format="parquet", filesystem=fs).to_table()
+        paths = [filesystem(f)[1] for f in files]
+        table = pads.dataset(paths, schema=schema, format="parquet", filesystem=fs).to_table()
     else:
         table = schema.empty_table()
     if where:
@@ -166,7 +187,7 @@ def iter_samples(
         if wanted is not None:
             urls = _shards_holding(source, wanted, urls)
     else:
-        urls = [filesystem(p)[1] for p in source]
+        urls = [str(p) if is_remote(p) else filesystem(p)[1] for p in source]
     keep = None if fields is None else {*fields, "json"}
     for raw in iter_raw(urls, _selector(wanted, keep)):
         yield decode_sample(raw, fields)
@@ -175,7 +196,7 @@ def iter_samples(
 def iter_raw(
     urls: list[str], select_files: Callable[[str], bool] | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Raw WebDataset samples (``__key__``, ``__url__`` and field bytes) of local shards.
+    """Raw WebDataset samples (``__key__``, ``__url__`` and field bytes) of shards (paths/URIs).
 
     A plain webdataset pipeline: shard list -> open -> tar members -> samples grouped by key.
     """

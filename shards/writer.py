@@ -29,6 +29,13 @@ writer skips every clip whose key is already in the output (keys are stable), so
 duplicated. Leftover ``.tmp`` files and ``.staging/`` folders of a dead writer are reported
 by ``validate``; delete them when no writer is running.
 
+Object storage (``s3://bucket/out`` or any URI of ``shards.reader.filesystem``): the writer
+works in a private local folder and uploads each finished file in the same order (tar, clips
+Parquet, videos Parquet) instead of renaming it; an object PUT is atomic, so readers see a
+shard whole or not at all, and the crash semantics above hold with "rename" read as "upload".
+Numbers continue after what is already in the bucket; unlike a POSIX folder, S3 offers no
+exclusive create, so two writers on one remote output need different ``prefix`` values.
+
 Names never collide: numbers continue after everything already in the output with the same
 ``prefix``, and a number is claimed by creating its tmp tar exclusively (``O_EXCL``), so
 several writers, even with the same prefix, can append to one output on a shared POSIX file
@@ -42,15 +49,18 @@ import logging
 import os
 import secrets
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import webdataset as wds
 
+from shards.reader import filesystem, is_remote, read_clips
 from shards.schema import (
     CLIP_SCHEMA,
     CLIPS_DIR,
@@ -116,7 +126,12 @@ class ShardWriter:
         if max_clips < 1 or max_bytes < 1:
             raise ValueError(f"max_clips and max_bytes must be >= 1, got {max_clips}, {max_bytes}")
         shard_name(prefix, 0)  # validates the prefix
-        self.root = Path(root)
+        self.uri = str(root)
+        """Where the output lives (local folder or URI)."""
+        self._remote = filesystem(root) if is_remote(root) else None
+        self.root = Path(tempfile.mkdtemp(prefix="mcanim-writer-")) if self._remote else Path(root)
+        """The local folder files are written in: the output itself, or a private work
+        folder whose finished files are uploaded to a remote output."""
         self.max_clips, self.max_bytes, self.prefix = max_clips, max_bytes, prefix
         self.shards_dir = self.root / SHARDS_DIR
         self.clips_dir = self.root / CLIPS_DIR
@@ -128,7 +143,9 @@ class ShardWriter:
         self.staging_dir.mkdir(parents=True)
         self.written: list[str] = []
         """Names of the shards this writer closed (``shard-000000.tar``, ...)."""
-        self._key_shard = committed_keys(self.clips_dir)
+        self._key_shard = (
+            committed_keys(self.clips_dir) if self._remote is None else _remote_keys(self.uri)
+        )
         self._next = self._first_free_number()
         self._shard: _OpenShard | None = None
         self._pending_videos: list[VideoRow] = []
@@ -138,7 +155,7 @@ class ShardWriter:
         self._broken = False
         log.info(
             "shard writer on %s (prefix %s, from number %d, %d clips already there)",
-            self.root,
+            self.uri,
             prefix,
             self._next,
             len(self._key_shard),
@@ -184,6 +201,8 @@ class ShardWriter:
         finally:
             shutil.rmtree(self.staging_dir, ignore_errors=True)
             _remove_if_empty(self.staging_dir.parent)
+            if self._remote is not None:
+                shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -263,15 +282,16 @@ class ShardWriter:
             _write_parquet(rows_to_table(shard.rows, CLIP_SCHEMA), tmp_path(clips_final))
             if videos:
                 _write_parquet(rows_to_table(videos, VIDEO_SCHEMA), tmp_path(videos_final))
-            os.rename(shard.tmp, tar_final)
-            os.rename(tmp_path(clips_final), clips_final)
+            size = shard.tmp.stat().st_size
+            self._publish(shard.tmp, tar_final)
+            self._publish(tmp_path(clips_final), clips_final)
             if videos:
-                os.rename(tmp_path(videos_final), videos_final)
+                self._publish(tmp_path(videos_final), videos_final)
         except BaseException:
             self._broken = True
             shard.file.close()
-            if not clips_final.exists():  # not committed: take the renamed tar back too
-                tar_final.unlink(missing_ok=True)
+            if not self._exists(clips_final):  # not committed: take the published tar back too
+                self._delete(tar_final)
             for p in (shard.tmp, tmp_path(clips_final), tmp_path(videos_final)):
                 p.unlink(missing_ok=True)
             raise
@@ -281,9 +301,37 @@ class ShardWriter:
             "wrote %s: %d clips, %.1f MB, %d video rows",
             tar_final.name,
             len(shard.rows),
-            tar_final.stat().st_size / 1e6,
+            size / 1e6,
             len(videos),
         )
+
+    # -- local rename or remote upload ---------------------------------------------------------
+
+    def _remote_path(self, final: Path) -> str:
+        assert self._remote is not None
+        return f"{self._remote[1]}/{final.relative_to(self.root).as_posix()}"
+
+    def _publish(self, tmp: Path, final: Path) -> None:
+        """Make a finished tmp file visible under its final name: rename, or upload + unlink."""
+        if self._remote is None:
+            os.rename(tmp, final)
+            return
+        fs = self._remote[0]
+        with open(tmp, "rb") as src, fs.open_output_stream(self._remote_path(final)) as dst:
+            shutil.copyfileobj(src, dst, 8 << 20)
+        tmp.unlink()
+
+    def _exists(self, final: Path) -> bool:
+        if self._remote is None:
+            return final.exists()
+        info = self._remote[0].get_file_info(self._remote_path(final))
+        return bool(info.type == pafs.FileType.File)
+
+    def _delete(self, final: Path) -> None:
+        if self._remote is None:
+            final.unlink(missing_ok=True)
+        elif self._exists(final):
+            self._remote[0].delete_file(self._remote_path(final))
 
     def _flush_videos_only(self) -> None:
         """Write pending video rows under a freshly claimed number (no shard)."""
@@ -293,7 +341,7 @@ class ShardWriter:
         final = self.videos_dir / f"{name}.parquet"
         try:
             _write_parquet(rows_to_table(self._pending_videos, VIDEO_SCHEMA), tmp_path(final))
-            os.rename(tmp_path(final), final)
+            self._publish(tmp_path(final), final)
         finally:
             tmp_path(final).unlink(missing_ok=True)
             lock.unlink(missing_ok=True)
@@ -336,13 +384,17 @@ class ShardWriter:
             self.clips_dir / f"{name}.parquet",
             self.videos_dir / f"{name}.parquet",
         )
-        return any(p.exists() for p in finals)
+        return any(self._exists(p) for p in finals)
 
     def _first_free_number(self) -> int:
         numbers = [-1]
         for d in (self.shards_dir, self.clips_dir, self.videos_dir):
-            for path in d.iterdir():
-                stem = path.name.lstrip(".").removesuffix(TMP_SUFFIX).split(".")[0]
+            names = [p.name for p in d.iterdir()]
+            if self._remote is not None:
+                selector = pafs.FileSelector(self._remote_path(d), allow_not_found=True)
+                names += [i.base_name for i in self._remote[0].get_file_info(selector)]
+            for name in names:
+                stem = name.lstrip(".").removesuffix(TMP_SUFFIX).split(".")[0]
                 m = NAME_RE.fullmatch(stem)
                 if m and m["prefix"] == self.prefix:
                     numbers.append(int(m["number"]))
@@ -361,6 +413,17 @@ def committed_keys(clips_dir: Path) -> dict[str, str]:
     if not files:
         return {}
     table = pads.dataset(files, format="parquet").to_table(columns=["key", "shard"])
+    return dict(
+        zip(table.column("key").to_pylist(), table.column("shard").to_pylist(), strict=True)
+    )
+
+
+def _remote_keys(uri: str) -> dict[str, str]:
+    """key -> shard of every clip already committed under a remote output."""
+    try:
+        table = read_clips(uri, columns=["key", "shard"])
+    except FileNotFoundError:
+        return {}
     return dict(
         zip(table.column("key").to_pylist(), table.column("shard").to_pylist(), strict=True)
     )

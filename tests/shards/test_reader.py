@@ -70,8 +70,8 @@ def test_missing_and_empty_outputs(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such output"):
         read_clips(tmp_path / "nope")
     assert read_videos(tmp_path).num_rows == 0 and shard_paths(tmp_path) == []
-    with pytest.raises(NotImplementedError, match="s3"):
-        read_clips("s3://bucket/out")
+    with pytest.raises(ValueError, match="not a file system URI"):
+        read_clips("nosuch://bucket/out")
 
 
 def test_shard_paths_skip_orphans_and_tmp_files(copy: Path) -> None:
