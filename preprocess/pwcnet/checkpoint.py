@@ -70,9 +70,7 @@ def config_from_state_dict(state: dict[str, torch.Tensor]) -> PWCNetConfig:
         )
         top = f"decoder.decoders.level{LEVELS[0]}.dense_net.layers"
         n_dense = _count(state, re.escape(top) + r"\.(\d+)\.layers\.conv\.weight")
-        dense = tuple(
-            int(state[f"{top}.{m}.layers.conv.weight"].shape[0]) for m in range(n_dense)
-        )
+        dense = tuple(int(state[f"{top}.{m}.layers.conv.weight"].shape[0]) for m in range(n_dense))
         corr_in = int(state[f"{top}.0.layers.conv.weight"].shape[1])
         n_ctx = _count(state, r"decoder\.post_processor\.layers\.(\d+)\.conv\.weight")
         ctx = tuple(

@@ -116,8 +116,12 @@ def write_dwpose_onnx(
         "tiny_dwpose",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, h, w])],
         [
-            helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [batch, NUM_KEYPOINTS, 2 * w]),
-            helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [batch, NUM_KEYPOINTS, 2 * h]),
+            helper.make_tensor_value_info(
+                "simcc_x", TensorProto.FLOAT, [batch, NUM_KEYPOINTS, 2 * w]
+            ),
+            helper.make_tensor_value_info(
+                "simcc_y", TensorProto.FLOAT, [batch, NUM_KEYPOINTS, 2 * h]
+            ),
         ],
         inits,
     )
@@ -139,7 +143,10 @@ class BasicConvBlock(nn.Module):
     def __init__(self, cin: int, cout: int, num_convs: int) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            *[ConvModule(cin if j == 0 else cout, cout, 2 if j == 0 else 1) for j in range(num_convs)]
+            *[
+                ConvModule(cin if j == 0 else cout, cout, 2 if j == 0 else 1)
+                for j in range(num_convs)
+            ]
         )
 
 
@@ -147,7 +154,9 @@ class BasicEncoder(nn.Module):
     def __init__(self, channels: tuple[int, ...], num_convs: int) -> None:
         super().__init__()
         ins = (3, *channels[:-1])
-        self.layers = nn.Sequential(*[BasicConvBlock(i, o, num_convs) for i, o in zip(ins, channels)])
+        self.layers = nn.Sequential(
+            *[BasicConvBlock(i, o, num_convs) for i, o in zip(ins, channels, strict=True)]
+        )
 
 
 class DenseLayer(nn.Module):
@@ -181,7 +190,7 @@ class ContextNet(nn.Module):
     def __init__(self, cin: int, feat: tuple[int, ...], dilations: tuple[int, ...]) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        for f, d in zip(feat, dilations):
+        for f, d in zip(feat, dilations, strict=True):
             layers.append(ConvModule(cin, f, dilation=d))
             cin = f
         layers.append(nn.Conv2d(cin, 2, 3, padding=1))

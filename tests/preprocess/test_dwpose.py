@@ -150,7 +150,9 @@ def test_missing_files_name_key_and_source(tmp_path: Path, models: dict[str, Pat
     with pytest.raises(FileNotFoundError, match=r"pose\.detector.*yzd-v/DWPose"):
         create_pose_backend(PoseConfig(backend="dwpose", model=str(models["pose"])))
     missing = tmp_path / "dw-ll_ucoco_384.onnx"
-    with pytest.raises(FileNotFoundError, match=r"dw-ll_ucoco_384\.onnx.*pose\.model.*weights fetch"):
+    with pytest.raises(
+        FileNotFoundError, match=r"dw-ll_ucoco_384\.onnx.*pose\.model.*weights fetch"
+    ):
         create_pose_backend(
             PoseConfig(backend="dwpose", detector=str(models["detector"]), model=str(missing))
         )
