@@ -47,8 +47,9 @@ def latest_tag(output_dir: str | Path) -> str | None:
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     """Python, NumPy, torch (global and the noise generator) RNG states as tensors/numbers."""
-    version, internal, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    _, internal, gauss = random.getstate()
+    # The legacy global NumPy RNG is saved because libraries may draw from it.
+    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
     return {
         "python": torch.tensor(internal, dtype=torch.int64),
         "python_gauss": float("nan") if gauss is None else float(gauss),
@@ -66,7 +67,9 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     random.setstate((3, tuple(int(x) for x in state["python"]), None if gauss != gauss else gauss))
     has_gauss, cached = state["numpy_gauss"]
     keys = state["numpy"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, state["numpy_pos"], int(has_gauss), float(cached)))
+    np.random.set_state(  # noqa: NPY002
+        ("MT19937", keys, state["numpy_pos"], int(has_gauss), float(cached))
+    )
     torch.set_rng_state(state["torch"])
     generator.set_state(state["noise"])
 

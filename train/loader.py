@@ -234,9 +234,9 @@ class ClipStream(IterableDataset):
         slot, readers = self.rank * workers + stream, self.world_size * workers
         processor = build_image_processor(self.model_cfg)
         size = (self.cfg.height, self.cfg.width)
-        epoch, skip_to = self.start.get(stream, (0, -1))
+        first, skip_to = self.start.get(stream, (0, -1))
         skipped: Counter[str] = Counter()
-        for epoch in count(epoch):
+        for epoch in count(first):
             produced = False
             for index, raw in self._raw(epoch, slot, readers):
                 produced = True
@@ -274,9 +274,7 @@ class ClipStream(IterableDataset):
             raw = wds.shuffle(bufsize=buffer, initial=buffer, seed=seed)(raw)
         yield from enumerate(raw)
 
-    def _selected(
-        self, epoch: int, raw: Iterator[dict[str, Any]]
-    ) -> Iterator[dict[str, Any]]:
+    def _selected(self, epoch: int, raw: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Selected clips only, each repeated by its oversampling weight."""
         for sample in raw:
             weight = self.selection.repeats.get(sample["__key__"])
@@ -285,7 +283,9 @@ class ClipStream(IterableDataset):
             times = int(weight)
             frac = weight - times
             if frac > 0:
-                coin = np.random.default_rng(_hash(self.cfg.seed, "repeat", epoch, sample["__key__"]))
+                coin = np.random.default_rng(
+                    _hash(self.cfg.seed, "repeat", epoch, sample["__key__"])
+                )
                 times += int(coin.random() < frac)
             for r in range(times):
                 yield {**sample, "__repeat__": r}

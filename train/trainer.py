@@ -59,10 +59,7 @@ SDPA = {
     "efficient": [SDPBackend.EFFICIENT_ATTENTION],
     "math": [SDPBackend.MATH],
 }
-STEP_LINE = (
-    "step %d/%d loss %.4f lr %.3e samples/s %.2f data-wait %.2f skipped %d"
-    " (%s) epoch %d"
-)
+STEP_LINE = "step %d/%d loss %.4f lr %.3e samples/s %.2f data-wait %.2f skipped %d (%s) epoch %d"
 
 
 def deepspeed_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -232,8 +229,8 @@ class Trainer:
         if self.cfg.train.noise_offset:
             offset = torch.randn((b, f, latents.shape[2], 1, 1), generator=self.noise, device=dev)
             noise = noise + self.cfg.train.noise_offset * offset
-        steps = self.ddpm.config.num_train_timesteps
-        t = torch.randint(0, steps, (b,), generator=self.noise, device=dev)  # (B,)
+        steps = self.model.cfg.scheduler.num_train_timesteps
+        t: Any = torch.randint(0, steps, (b,), generator=self.noise, device=dev)  # (B,) long
         keep = torch.rand(b, generator=self.noise, device=dev) >= self.cfg.train.reference_dropout
         noisy = self.ddpm.add_noise(latents, noise, t)  # (B, F, 4, h, w)
         if model.cfg.scheduler.prediction_type == "v_prediction":
@@ -260,7 +257,7 @@ class Trainer:
         loader = iter(self._loader())
         self.engine.train()
         metrics: dict[str, float] = {}
-        window = {"loss": 0.0, "wait": 0.0, "time": 0.0, "samples": 0, "steps": 0}
+        window = {"loss": 0.0, "wait": 0.0, "time": 0.0, "samples": 0.0, "steps": 0.0}
         while self.step < cfg.train.max_steps:
             start = time.perf_counter()
             loss_sum, wait = 0.0, 0.0
@@ -286,7 +283,7 @@ class Trainer:
             window["steps"] += 1
             if self.step % cfg.log.every == 0 or self.step == cfg.train.max_steps:
                 metrics = self._log(window)
-                window = dict.fromkeys(window, 0)  # type: ignore[arg-type]
+                window = dict.fromkeys(window, 0.0)
             if self.step % cfg.checkpoint.every == 0 or self.step == cfg.train.max_steps:
                 self.save()
             every = cfg.validation.every

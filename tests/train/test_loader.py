@@ -1,0 +1,164 @@
+"""The streaming loader against the preprocessing geometry, the Parquet stats and resumption."""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pytest
+
+from model.config import preset_config
+from preprocess.config import GeometryConfig
+from preprocess.geometry import (
+    depth_order_map,
+    dilation_masks,
+    flow_guider_input,
+    union_mask,
+)
+from preprocess.pose import render_pose
+from shards.reader import iter_samples
+from tests.train.helpers import write_train_output
+from train.config import DataConfig
+from train.loader import ClipStream, Selection, collate, make_loader, select_clips
+
+SIZE = (64, 48)  # training canvas (height, width): portrait crop of the 48x64 stored clips
+VIDEOS = [[1, 2], [3, 1, 1], [2, 2], [1]]  # people per clip, one list per video
+BROKEN = {"0000000000000002_0000008": "mp4", "0000000000000003_0000000": "short"}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train_out")
+    write_train_output(out, VIDEOS, broken=BROKEN)
+    return out
+
+
+def data_cfg(root: Path, **kw: object) -> DataConfig:
+    defaults: dict[str, object] = {
+        "root": str(root),
+        "height": SIZE[0],
+        "width": SIZE[1],
+        "workers": 0,
+        "shuffle_buffer": 4,
+    }
+    return DataConfig(**{**defaults, **kw})  # type: ignore[arg-type]
+
+
+def stream(cfg: DataConfig, selection: Selection, frames: int = 1, **kw: object) -> ClipStream:
+    return ClipStream(cfg, selection, frames, GeometryConfig(), preset_config("tiny"), **kw)  # type: ignore[arg-type]
+
+
+def canvas_keypoints(kps: np.ndarray, source: tuple[int, int]) -> tuple[np.ndarray, tuple]:
+    """Resize-to-cover + centre-crop of keypoints, written out here (pixel centre to centre)."""
+    (sh, sw), (h, w) = source, SIZE
+    scale = max(h / sh, w / sw)
+    rh, rw = max(h, round(sh * scale)), max(w, round(sw * scale))
+    y0, x0 = (rh - h) // 2, (rw - w) // 2
+    out = kps.copy()
+    out[..., 0] = (kps[..., 0] + 0.5) * rw / sw - 0.5 - x0
+    out[..., 1] = (kps[..., 1] + 0.5) * rh / sh - 0.5 - y0
+    out[kps[..., 2] <= 0] = 0
+    return out, (rh, rw, y0, x0, rw / sw, rh / sh)
+
+
+def test_conditions_equal_the_preprocessing_geometry(root: Path) -> None:
+    cfg = data_cfg(root, frame_stride=2)
+    selection = select_clips(cfg, holdout=0)
+    example, *_ = item = next(iter(stream(cfg, selection, frames=3)))
+    batch = collate([item])  # type: ignore[list-item]
+    conditions = batch.conditions()
+    (sample,) = iter_samples(root, keys=[example.key])
+    geo = GeometryConfig()
+    thr = geo.keypoint_threshold
+    kw = {
+        "keypoint_threshold": thr,
+        "limb_width": geo.limb_width,
+        "dilation": geo.dilation,
+        "min_keypoints": geo.min_keypoints,
+    }
+    assert example.frame_indices[1] - example.frame_indices[0] == 2
+    for f, i in enumerate(example.frame_indices):
+        kps, (rh, rw, y0, x0, sx, sy) = canvas_keypoints(sample.pose[i], sample.frames.shape[1:3])
+        masks = dilation_masks(kps, SIZE, SIZE, **kw)  # (P, H, W) at the training resolution
+        assert masks.any()
+        flow = cv2.resize(sample.flow[i], (rw, rh), interpolation=cv2.INTER_LINEAR)
+        flow = flow[y0 : y0 + SIZE[0], x0 : x0 + SIZE[1]] * np.array([sx, sy], np.float32)
+        want_flow = flow_guider_input(flow, union_mask(masks), geo.flow_scale)
+        want_order = depth_order_map(masks, sample.ranks[i], geo.order_levels)
+        want_pose = render_pose(kps, SIZE, SIZE, thr)
+        np.testing.assert_allclose(
+            conditions.flow[0, f].permute(1, 2, 0).numpy(), want_flow, atol=1e-5
+        )
+        np.testing.assert_array_equal(
+            (conditions.order[0, f, 0] * 255).round().byte().numpy(), want_order
+        )
+        np.testing.assert_array_equal(
+            (conditions.pose[0, f] * 255).round().byte().permute(1, 2, 0).numpy(), want_pose
+        )
+    ref_kps, _ = canvas_keypoints(sample.pose[example.reference_index], sample.frames.shape[1:3])
+    want_ref = render_pose(ref_kps, SIZE, SIZE, thr)
+    got_ref = (conditions.reference_pose[0, 0] * 255).round().byte().permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(got_ref, want_ref)
+    assert batch.frames.shape == (1, 3, 3, *SIZE)
+    assert batch.clip_pixels.shape == (1, 3, 32, 32)
+
+
+def epoch_keys(ds: ClipStream) -> tuple[list[str], dict[str, int]]:
+    """Keys of one whole epoch of a single-reader stream, and the skip counts."""
+    keys: list[str] = []
+    skipped: dict[str, int] = {}
+    for example, _, (epoch, _), counts in ds:
+        for k, v in counts.items():
+            skipped[k] = skipped.get(k, 0) + v
+        if epoch > 0:
+            break
+        keys.append(example.key)
+    return keys, skipped
+
+
+def test_where_selects_exactly_the_clips_the_stats_say(root: Path) -> None:
+    where = "characters_max >= 2 and bg_flow_mean < 6"
+    cfg = data_cfg(root, where=where)
+    table = pads.dataset(str(root / "stats" / "clips"), format="parquet").to_table()
+    mask = pc.and_(pc.greater_equal(table["characters_max"], 2), pc.less(table["bg_flow_mean"], 6))
+    expected = set(table.filter(mask)["key"].to_pylist()) - set(BROKEN)
+    assert 0 < len(expected) < table.num_rows - len(BROKEN)
+    keys, _ = epoch_keys(stream(cfg, select_clips(cfg, holdout=0)))
+    assert sorted(keys) == sorted(expected)
+
+
+def test_bad_clips_are_skipped_and_counted(root: Path) -> None:
+    cfg = data_cfg(root)
+    keys, skipped = epoch_keys(stream(cfg, select_clips(cfg, holdout=0), frames=4))
+    assert skipped == {"decode": 1, "short": 1}
+    assert set(keys).isdisjoint(BROKEN)
+    assert len(keys) == sum(map(len, VIDEOS)) - len(BROKEN)
+
+
+def test_holdout_and_oversampling(root: Path) -> None:
+    cfg = data_cfg(root, multi_character_repeat=2.0)
+    selection = select_clips(cfg, holdout=1)
+    keys, _ = epoch_keys(stream(cfg, selection))
+    assert selection.holdout[0] not in keys
+    multi = {k for k, r in selection.repeats.items() if r == 2.0}
+    assert multi
+    for key in set(keys):
+        assert keys.count(key) == (2 if key in multi else 1)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resumed_stream_continues_where_it_stopped(root: Path, workers: int) -> None:
+    cfg = data_cfg(root, workers=workers)
+    selection = select_clips(cfg, holdout=0)
+    full = [b.keys for b in islice(make_loader(stream(cfg, selection), 2), 8)]
+    positions: dict[int, tuple[int, int]] = {}
+    consumed = 5
+    for batch in islice(make_loader(stream(cfg, selection), 2), consumed):
+        positions[batch.stream] = batch.position
+    rotate = consumed % max(1, workers)
+    resumed = make_loader(stream(cfg, selection, start=positions, rotate=rotate), 2)
+    assert [b.keys for b in islice(resumed, 3)] == full[5:8]
