@@ -9,7 +9,7 @@ TORCH_VERSION := 2.13.0
 export MCANIM_ASSETS ?= $(abspath ../shared/assets)
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo demo-assets test lint format typecheck clean system-deps
+.PHONY: setup demo demo-cpu demo-paper demo-assets test lint format typecheck clean system-deps
 
 setup: $(STAMP)
 
@@ -31,13 +31,37 @@ $(STAMP): pyproject.toml constraints.txt | system-deps
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-# The main job on real input: two real videos from the shared assets, CPU preset, then the
-# paper-style statistics and plots of what it wrote.
-demo: demo-assets $(STAMP)
+# The main job on real input. With the shared assets folder: two real videos, CPU preset
+# (demo-cpu). Without it, on a machine with network: the paper preset (DWPose + PWC-Net +
+# Depth Anything) with weights fetched by the weights manager into MCANIM_WEIGHTS and
+# OpenCV's public sample video, written to DEMO_PAPER_OUT (demo-paper). Then the paper-style statistics and plots.
+demo:
+	@if jobs/check_demo_assets.sh "$(MCANIM_ASSETS)" >/dev/null; then \
+	  $(MAKE) --no-print-directory demo-cpu; \
+	else \
+	  echo "no shared assets at $(MCANIM_ASSETS): running the paper preset on fetched weights"; \
+	  $(MAKE) --no-print-directory demo-paper; \
+	fi
+
+demo-cpu: demo-assets $(STAMP)
 	$(PY) -m preprocess --config jobs/preprocess/cpu.yaml --output $(DEMO_OUT) \
 	  --input "$(MCANIM_ASSETS)/videos/vtest.avi" --input "$(MCANIM_ASSETS)/videos/dance_single.mp4"
 	$(PY) -m shards validate $(DEMO_OUT)
 	$(PY) -m shards stats $(DEMO_OUT) --plots $(DEMO_OUT)/plots
+
+DEMO_VIDEO_URL ?= https://raw.githubusercontent.com/opencv/opencv/4.x/samples/data/vtest.avi
+DEMO_VIDEO ?= out/demo-inputs/vtest.avi
+DEMO_PAPER_OUT ?= out/demo-paper
+
+demo-paper: $(STAMP)
+	$(PY) -m preprocess.weights fetch
+	@test -f $(DEMO_VIDEO) || { mkdir -p $(dir $(DEMO_VIDEO)) && echo "fetching $(DEMO_VIDEO_URL)" && \
+	  $(PY) -c 'import sys, urllib.request; urllib.request.urlretrieve(*sys.argv[1:])' \
+	    "$(DEMO_VIDEO_URL)" "$(DEMO_VIDEO)"; }
+	$(PY) -m preprocess --config jobs/preprocess/paper.yaml --output $(DEMO_PAPER_OUT) \
+	  --input "$(DEMO_VIDEO)" decode.max_frames=64
+	$(PY) -m shards validate $(DEMO_PAPER_OUT)
+	$(PY) -m shards stats $(DEMO_PAPER_OUT) --plots $(DEMO_PAPER_OUT)/plots
 
 # Checked before the (minutes-long) setup, so a missing file is reported at once.
 demo-assets:
