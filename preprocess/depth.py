@@ -2,8 +2,9 @@
 
 ``heuristic`` needs no weights and produces no depth map: ranks then come from
 ``preprocess.geometry.nearness_from_feet`` (the lower a character's lowest confident keypoint
-in the image, the nearer), and shards carry no ``depth`` field. ``depth_anything`` arrives with
-the paper's extractors.
+in the image, the nearer), and shards carry no ``depth`` field. ``depth_anything``
+(``preprocess/depth_anything.py``, registered at the end of this module) runs Depth Anything;
+ranks then come from its map (``preprocess.geometry.nearness_from_depth``).
 """
 
 from __future__ import annotations
