@@ -133,7 +133,8 @@ class ValidationConfig:
     every: int = 1000
     """Animate the held-out clips every this many steps (0: never; also at the end)."""
     clips: int = 1
-    """Clips held out of training for validation (chosen by a hash of their key)."""
+    """Clips held out of training for validation (chosen by a hash of their key), also
+    when ``every`` is 0, so that switching validation off keeps the same training data."""
     frames: int = 16
     """Driving frames animated per held-out clip."""
     steps: int = 25

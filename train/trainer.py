@@ -98,8 +98,7 @@ class Trainer:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.out = Path(cfg.output_dir)
         geometry = dataset_geometry(cfg.data.root)
-        holdout = cfg.validation.clips if cfg.validation.every > 0 else 0
-        self.selection = select_clips(cfg.data, holdout)
+        self.selection = select_clips(cfg.data, cfg.validation.clips)
         self.model = load_stage_model(cfg.init_from, cfg.stage, geometry)
         self.trained = apply_stage(self.model, cfg.stage)
         if cfg.train.gradient_checkpointing:
@@ -142,7 +141,7 @@ class Trainer:
         )
         self.validation = (
             validation_examples(cfg, self.selection.holdout, self.model)
-            if self.rank == 0 and self.selection.holdout
+            if self.rank == 0 and self.selection.holdout and cfg.validation.every > 0
             else []
         )
 
