@@ -18,9 +18,9 @@ import torch
 from safetensors.torch import load_file
 
 from model.init import main as model_init
+from tests.train.helpers import write_train_output
 from train.main import main as train_main
 from train.stages import part_of
-from tests.train.helpers import write_train_output
 
 REPO = Path(__file__).resolve().parents[2]
 DEEPSPEED = Path(sys.executable).parent / "deepspeed"
