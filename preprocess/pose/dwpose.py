@@ -244,15 +244,33 @@ class DWPoseBackend(PoseBackend):
 
     def detect_boxes(self, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Person boxes (M, 4) xyxy and scores (M,) of every (H, W, 3) uint8 RGB frame."""
-        prepared = [letterbox(f[..., ::-1], self.detector.hw) for f in frames]  # RGB -> BGR
-        batch = np.stack([img for img, _ in prepared])  # (T, 3, 640, 640)
-        (raw,) = self.detector.run(batch, self.cfg.batch_size)[:1]  # (T, A, 85)
-        return [
-            decode_yolox(
-                raw[t], self.detector.hw, ratio, self.cfg.person_score, self.cfg.detector_nms
-            )
-            for t, (_, ratio) in enumerate(prepared)
-        ]
+        out = []
+        step = max(self.cfg.batch_size, self.detector.fixed_batch or 1)
+        for start in range(0, len(frames), step):  # bounded memory: one batch of inputs
+            prepared = [letterbox(f[..., ::-1], self.detector.hw) for f in frames[start:][:step]]
+            batch = np.stack([img for img, _ in prepared])  # (b, 3, 640, 640) BGR
+            raw = self.detector.run(batch, self.cfg.batch_size)[0]  # (b, A, 85)
+            out += [
+                decode_yolox(
+                    raw[i], self.detector.hw, ratio, self.cfg.person_score, self.cfg.detector_nms
+                )
+                for i, (_, ratio) in enumerate(prepared)
+            ]
+        return out
+
+    def crop_keypoints(self, frames: np.ndarray, crops: list[Crop]) -> np.ndarray:
+        """(M, 133, 3) keypoints of every crop, in frame pixels."""
+        hw, parts = self.pose.hw, []
+        step = max(self.cfg.batch_size, self.pose.fixed_batch or 1)
+        names = [o.name for o in self.pose.session.get_outputs()]
+        for start in range(0, len(crops), step):  # bounded memory: one batch of crops
+            chunk = crops[start : start + step]
+            batch = np.stack([crop_input(frames[c.frame], c, hw) for c in chunk])  # (b, 3, h, w)
+            named = dict(zip(names, self.pose.run(batch, self.cfg.batch_size), strict=True))
+            simcc_x = named.get("simcc_x", named[names[0]])
+            simcc_y = named.get("simcc_y", named[names[1]])
+            parts.append(decode_simcc(simcc_x, simcc_y, chunk, hw))
+        return np.concatenate(parts)
 
     def detect_frames(self, frames: np.ndarray) -> list[np.ndarray]:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -266,11 +284,7 @@ class DWPoseBackend(PoseBackend):
         people = [np.zeros((0, NUM_KEYPOINTS, 3), np.float32) for _ in frames]
         if not crops:
             return people
-        batch = np.stack([crop_input(frames[c.frame], c, hw) for c in crops])  # (M, 3, h, w)
-        outputs = self.pose.run(batch, self.cfg.batch_size)
-        named = dict(zip([o.name for o in self.pose.session.get_outputs()], outputs, strict=True))
-        simcc_x, simcc_y = named.get("simcc_x", outputs[0]), named.get("simcc_y", outputs[1])
-        keypoints = decode_simcc(simcc_x, simcc_y, crops, hw)  # (M, K, 3)
+        keypoints = self.crop_keypoints(frames, crops)  # (M, K, 3)
         if keypoints.shape[1] != NUM_KEYPOINTS:
             raise ValueError(
                 f"pose model gives {keypoints.shape[1]} keypoints, expected {NUM_KEYPOINTS} "

@@ -50,7 +50,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "detector": write_yolox_onnx(d / "yolox_l.onnx", head),
         "detector_b1": write_yolox_onnx(d / "yolox_b1.onnx", head, batch=1),
         "pose": write_dwpose_onnx(d / "dw-ll_ucoco_384.onnx"),
-        "pose_b2": write_dwpose_onnx(d / "dw_b2.onnx", batch=2),
+        "pose_b4": write_dwpose_onnx(d / "dw_b4.onnx", batch=4),
     }
 
 
@@ -130,10 +130,10 @@ def test_fixed_batch_models_give_the_same_people(models: dict[str, Path]) -> Non
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (3, *FRAME_HW, 3), dtype=np.uint8)
     dynamic = backend(models, batch_size=4)
-    fixed = backend(models, det="detector_b1", pose="pose_b2")
-    assert dynamic.pose.fixed_batch is None and fixed.pose.fixed_batch == 2
+    fixed = backend(models, det="detector_b1", pose="pose_b4")
+    assert dynamic.pose.fixed_batch is None and fixed.pose.fixed_batch == 4
     assert fixed.detector.fixed_batch == 1
-    a, b = dynamic.detect_frames(frames), fixed.detect_frames(frames)  # 6 crops: 3 chunks of 2
+    a, b = dynamic.detect_frames(frames), fixed.detect_frames(frames)  # 6 crops: 4 + 2 padded to 4
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
 
