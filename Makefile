@@ -9,7 +9,7 @@ TORCH_VERSION := 2.13.0
 export MCANIM_ASSETS ?= $(abspath ../shared/assets)
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo demo-cpu demo-paper demo-assets test lint format typecheck clean system-deps
+.PHONY: setup demo demo-cpu demo-paper demo-assets train-demo test lint format typecheck clean system-deps
 
 setup: $(STAMP)
 
@@ -62,6 +62,12 @@ demo-paper: $(STAMP)
 	  --input "$(DEMO_VIDEO)" decode.max_frames=64
 	$(PY) -m shards validate $(DEMO_PAPER_OUT)
 	$(PY) -m shards stats $(DEMO_PAPER_OUT) --plots $(DEMO_PAPER_OUT)/plots
+
+# Training on make demo's output (made first when missing): tiny stage 1 -> export -> tiny
+# stage 2 -> export -> model.animate. The tiny model has random weights: plumbing, noise out.
+train-demo: demo-assets $(STAMP)
+	@test -f $(DEMO_OUT)/config.yaml || $(MAKE) --no-print-directory demo-cpu
+	jobs/train_demo.sh $(DEMO_OUT) out/train_demo "$(MCANIM_ASSETS)"
 
 # Checked before the (minutes-long) setup, so a missing file is reported at once.
 demo-assets:
