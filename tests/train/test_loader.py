@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -37,7 +39,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def data_cfg(root: Path, **kw: object) -> DataConfig:
+def data_cfg(root: Path | str, **kw: object) -> DataConfig:
     defaults: dict[str, object] = {
         "root": str(root),
         "height": SIZE[0],
@@ -162,3 +164,42 @@ def test_resumed_stream_continues_where_it_stopped(root: Path, workers: int) -> 
     rotate = consumed % max(1, workers)
     resumed = make_loader(stream(cfg, selection, start=positions, rotate=rotate), 2)
     assert [b.keys for b in islice(resumed, 3)] == full[5:8]
+
+
+@pytest.fixture
+def s3_root(root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``root`` uploaded to a real S3-protocol server (moto) on loopback."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }.items():
+        monkeypatch.setenv(name, value)
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket="mcanim-train")
+        for path in root.rglob("*"):
+            if path.is_file() and ".staging" not in path.parts:
+                client.upload_file(str(path), "mcanim-train", f"out/{path.relative_to(root)}")
+        yield "s3://mcanim-train/out"
+    finally:
+        server.stop()
+
+
+def test_s3_root_streams_the_same_clips(root: Path, s3_root: str) -> None:
+    local = data_cfg(root, where="characters_max >= 2")
+    remote = data_cfg(s3_root, where="characters_max >= 2")
+    want, _ = epoch_keys(stream(local, select_clips(local, holdout=0)))
+    got, _ = epoch_keys(stream(remote, select_clips(remote, holdout=0)))
+    assert got == want and len(got) >= 2
