@@ -41,7 +41,7 @@ from preprocess.storage import make_dirs, read_text, uri_join, write_text
 from shards.config import config_to_dict, dump_config
 from shards.reader import is_remote, read_videos
 from shards.schema import CONFIG_FILE, ClipRow, VideoRow
-from shards.writer import ShardWriter
+from shards.writer import ShardWriter, remove_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ def open_output(
     different config or different model weights is refused unless ``allow_config_change``.
     """
     make_dirs(output)
+    remove_leftovers(output)  # tmp and staging files of a killed earlier run
     if not allow_config_change:
         check_same_config(output, cfg, backends)
     sources = discover(inputs)

@@ -83,11 +83,12 @@ class Item:
     """``end``: the probed video (None when probing failed)."""
     index: int = 0
     """``clip``: the clip's position in its video; ``end``: how many clips were emitted."""
-    error: StageError | None = None
+    error: tuple[str, str] | None = None
+    """(stage, message) of a failure (a StageError does not survive pickling as itself)."""
 
     def fail(self, err: StageError) -> None:
         """Turn the item into an error (its arrays are dropped: nothing of it is written)."""
-        self.error, self.clip, self.encoded = err, None, None
+        self.error, self.clip, self.encoded = (err.stage, err.message), None, None
 
 
 def _row(item: Item) -> dict[str, Any]:
@@ -100,6 +101,8 @@ def _row(item: Item) -> dict[str, Any]:
 def build_dataset(sources: list[str], cfg: PreprocessConfig, run_meta: dict[str, Any]) -> Any:
     """The Ray Data graph, top to bottom; consumed (and shards written) by :func:`run_ray`."""
     r = cfg.run
+    # Retry bounds are Ray remote args: Ray 2.60 warns that these keyword arguments go away in
+    # Ray 2.64 without naming a successor; revisit them when upgrading.
     # Items are Python objects: say so, rather than have Ray warn on every worker.
     ray.data.DataContext.get_current().enable_fallback_to_arrow_object_ext_type = True
     # discover (driver): 1 row per video, one block each so that every video is its own task
@@ -138,7 +141,7 @@ def _model_stage(
         concurrency=actors,
         num_cpus=cpus,
         num_gpus=gpus,
-        max_restarts=cfg.run.max_retries,
+        max_restarts=cfg.run.max_retries,  # Ray Data's default: unbounded
         max_task_retries=cfg.run.max_retries,
     )
 
@@ -156,7 +159,7 @@ def decode_video(row: dict[str, Any], cfg: PreprocessConfig) -> Iterator[dict[st
             yield _row(Item("clip", head.video_id, source, started, deadline, clip, index=n))
             n += 1
     except StageError as err:
-        head.error = err
+        head.fail(err)
     head.index = n
     yield _row(head)
 
@@ -255,7 +258,7 @@ class VideoAssembler:
             staging = self.writer.begin_video(item.video_id)
             video = self.open[item.video_id] = _Video(item.source, item.started, staging)
         if item.error is not None:
-            video.note_error(item.error)
+            video.note_error(StageError(*item.error))
         if item.kind == "end":
             video.expected, video.info = item.index, item.info
         elif item.index not in video.seen:
@@ -332,21 +335,36 @@ def _backend_identity(cfg: PreprocessConfig) -> dict[str, Any]:
 def connect(r: RunConfig) -> bool:
     """Join the configured cluster (``run.address``, else ``RAY_ADDRESS``), or start a local
     instance sized so that every actor and one task of each kind fit; True if started here."""
+    needed = cpus_needed(r)
     if ray.is_initialized():
-        return False
-    address = r.address or os.environ.get("RAY_ADDRESS", "")
-    if address:
+        started = False
+    elif address := r.address or os.environ.get("RAY_ADDRESS", ""):
         ray.init(address=address, log_to_driver=True)
-        log.info("joined the Ray cluster at %s: %s", address, ray.cluster_resources())
-        return True
-    needed = (
+        log.info("joined the Ray cluster at %s", address)
+        started = True
+    else:
+        cpus = r.num_cpus or max(os.cpu_count() or 1, math.ceil(needed))
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+        log.info("started a local Ray instance with %d CPUs", cpus)
+        started = True
+    have = ray.cluster_resources()
+    log.info("cluster resources: %s", {k: v for k, v in have.items() if k in ("CPU", "GPU")})
+    if have.get("CPU", 0.0) < needed:
+        log.warning(
+            "the cluster has %g CPUs, the actors and one task of each kind need %g: the job "
+            "waits until the cluster grows (lower run.*_actors or run.*_cpus to fit)",
+            have.get("CPU", 0.0),
+            needed,
+        )
+    return started
+
+
+def cpus_needed(r: RunConfig) -> float:
+    """CPUs that every actor plus one decode and one geometry task hold at once."""
+    return (
         r.decode_cpus
         + r.geometry_cpus
         + r.pose_actors * r.pose_cpus
         + r.flow_actors * r.flow_cpus
         + r.depth_actors * r.depth_cpus
     )
-    cpus = r.num_cpus or max(os.cpu_count() or 1, math.ceil(needed))
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
-    log.info("started a local Ray instance with %d CPUs", cpus)
-    return True

@@ -5,6 +5,7 @@ Created by :meth:`shards.writer.ShardWriter.begin_video`; see ``writer.py`` for 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import tarfile
 from collections.abc import Iterator, Mapping
@@ -75,6 +76,8 @@ class VideoStaging:
         """``open`` | ``committed`` | ``discarded``."""
         self._writer = writer
         self._file = open(path, "xb")  # noqa: SIM115 (closed in _finish_tar)
+        # Locked while open: remove_leftovers deletes only unlocked (dead writers') files.
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
         self._tar: wds.TarWriter | None = wds.TarWriter(self._file, encoder=False)
         self._staged: list[_Staged] = []
         self._keys: set[str] = set()

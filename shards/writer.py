@@ -27,7 +27,9 @@ Between 4 and 5, or when a video spans shards and only the first one closed, som
 in the shards but their video has no row yet; a re-run processes the video again and the
 writer skips every clip whose key is already in the output (keys are stable), so nothing is
 duplicated. Leftover ``.tmp`` files and ``.staging/`` folders of a dead writer are reported
-by ``validate``; delete them when no writer is running.
+by ``validate``; :func:`remove_leftovers` deletes them (the preprocessing job does so when
+it starts). A live writer holds an advisory lock (``flock``) on every tmp and staging file
+it has open, so only files whose writer has died are deleted, even while others write.
 
 Object storage (``s3://bucket/out`` or any URI of ``shards.reader.filesystem``): the writer
 works in a private local folder and uploads each finished file in the same order (tar, clips
@@ -45,6 +47,7 @@ system. A writer is not thread-safe.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import secrets
@@ -337,7 +340,6 @@ class ShardWriter:
         """Write pending video rows under a freshly claimed number (no shard)."""
         name, fd = self._claim_number()
         lock = tmp_path(self.shards_dir / f"{name}.tar")
-        os.close(fd)
         final = self.videos_dir / f"{name}.parquet"
         try:
             _write_parquet(rows_to_table(self._pending_videos, VIDEO_SCHEMA), tmp_path(final))
@@ -345,6 +347,7 @@ class ShardWriter:
         finally:
             tmp_path(final).unlink(missing_ok=True)
             lock.unlink(missing_ok=True)
+            os.close(fd)
         log.info("wrote %s: %d video rows", final.name, len(self._pending_videos))
         self._pending_videos = []
 
@@ -371,6 +374,9 @@ class ShardWriter:
                     tmp_path(self.shards_dir / f"{name}.tar"), os.O_WRONLY | os.O_CREAT | os.O_EXCL
                 )
             except FileExistsError:
+                continue
+            if not lock_new_file(fd):  # removed as a leftover before we locked it: next one
+                os.close(fd)
                 continue
             if not self._name_used(name):
                 self._next = number
@@ -429,8 +435,53 @@ def _remote_keys(uri: str) -> dict[str, str]:
     )
 
 
+def lock_new_file(fd: int) -> bool:
+    """Take the advisory lock that marks a writer's file as alive (held until it is closed);
+    False if :func:`remove_leftovers` deleted the file between its creation and now."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return os.fstat(fd).st_nlink > 0
+
+
+def remove_leftovers(root: str | Path) -> int:
+    """Delete the tmp and staging files of dead writers under a local output; how many.
+
+    A file is a dead writer's when its advisory lock can be taken: writers lock every tmp
+    and staging file while it is open (POSIX ``flock``; on a network file system that does
+    not support it, run this only when no writer is running). Remote outputs have no tmp
+    files (see the module docstring): nothing to do.
+    """
+    if is_remote(root):
+        return 0
+    out = Path(root)
+    candidates = [
+        *out.joinpath(SHARDS_DIR).glob(f".*{TMP_SUFFIX}"),
+        *out.joinpath(CLIPS_DIR).glob(f".*{TMP_SUFFIX}"),
+        *out.joinpath(VIDEOS_DIR).glob(f".*{TMP_SUFFIX}"),
+        *(p for p in out.joinpath(STAGING_DIR).rglob("*") if p.is_file()),
+    ]
+    removed = 0
+    for path in candidates:
+        with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer's
+            path.unlink()
+            removed += 1
+    staging = out / STAGING_DIR
+    if staging.is_dir():
+        for folder in sorted(staging.iterdir(), reverse=True):
+            _remove_if_empty(folder)
+        _remove_if_empty(staging)
+    if removed:
+        log.warning("removed %d tmp/staging files left by a dead writer in %s", removed, out)
+    return removed
+
+
 def _write_parquet(table: Any, path: Path) -> None:
     with open(path, "wb") as f:
+        if not lock_new_file(f.fileno()):
+            raise RuntimeError(f"{path} was removed as a leftover while being created")
         pq.write_table(table, f)
         f.flush()
         os.fsync(f.fileno())

@@ -1,0 +1,153 @@
+"""The Ray job on a real local Ray instance (one per module), against the in-process run.
+
+Same inputs, same config: the Ray Data pipeline must write what the local run writes (clip
+keys, statistics, video statuses and failure stages), commit only whole videos, skip finished
+videos on a re-run, and turn stage failures and timeouts into ``failed`` rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+
+from preprocess.clip import StageError
+from preprocess.config import PreprocessConfig
+from preprocess.deadline import within_deadline
+from preprocess.pipeline import STAGES, run
+from preprocess.pose.precomputed import write_sidecar
+from preprocess.ray_job import run_ray
+from shards.config import load_config
+from shards.reader import read_clips, read_videos
+from tests.preprocess.ray_helpers import (
+    CPU_PRESET,
+    clip_keys,
+    job_overrides,
+    short_tmp,
+    validates,
+    vtest_videos,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+COMPARED = [
+    "key",
+    "video_id",
+    "clip_index",
+    "start_frame",
+    "end_frame",
+    "n_frames",
+    "width",
+    "height",
+    "n_tracks",
+    "bg_flow_mean",
+    "characters_max",
+    "pose_score_mean",
+]
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray instance for the module; ``run_ray`` joins it instead of starting one."""
+    with short_tmp() as tmp:
+        # Logical CPUs: enough for every actor of these tests plus the decode and geometry
+        # tasks (the OS shares the real cores among them).
+        ray.init(num_cpus=8, include_dashboard=False, _temp_dir=str(tmp / "ray"))
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def videos(vtest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("videos")
+    good = vtest_videos(vtest, folder, n_videos=2, frames=24)
+    (folder / "zero.mp4").write_bytes(b"")
+    data = good[0].read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    return folder
+
+
+def test_ray_job_writes_what_the_local_run_writes(
+    local_ray: None, videos: Path, movenet_onnx: Path, tmp_path: Path
+) -> None:
+    overrides = job_overrides(movenet_onnx)
+    local_cfg = load_config(PreprocessConfig, CPU_PRESET, [*overrides, "run.runner=local"])
+    ray_cfg = load_config(PreprocessConfig, CPU_PRESET, [*overrides, "run.pose_actors=2"])
+    local = run([str(videos)], tmp_path / "local", local_cfg)
+    summary = run_ray([str(videos)], tmp_path / "ray", ray_cfg)
+
+    assert summary.status == local.status == {"ok": 2, "failed": 2}
+    assert summary.clips == local.clips == 4 and summary.frames == 48
+    assert {stage for _, stage, _ in summary.failures} == {"decode"}
+    by_name = {Path(r["source"]).name: r for r in read_videos(tmp_path / "ray").to_pylist()}
+    expected = {Path(r["source"]).name: r for r in read_videos(tmp_path / "local").to_pylist()}
+    for name, row in expected.items():
+        got = by_name[name]
+        assert (got["status"], got["error_stage"], got["n_clips"]) == (
+            row["status"],
+            row["error_stage"],
+            row["n_clips"],
+        ), name
+    a = read_clips(tmp_path / "local", columns=COMPARED).sort_by("key").to_pandas()
+    b = read_clips(tmp_path / "ray", columns=COMPARED).sort_by("key").to_pandas()
+    assert list(a.key) == clip_keys(tmp_path / "ray")  # same keys, no duplicates
+    np.testing.assert_allclose(a.bg_flow_mean, b.bg_flow_mean, rtol=1e-5)
+    assert a.drop(columns=["bg_flow_mean", "pose_score_mean"]).equals(
+        b.drop(columns=["bg_flow_mean", "pose_score_mean"])
+    )
+    assert validates(tmp_path / "ray")
+    assert "frames/s per stage: decode" in summary.format()
+
+    again = run_ray([str(videos)], tmp_path / "ray", ray_cfg)
+    assert again.skipped_done == 4 and again.clips == 0
+    assert clip_keys(tmp_path / "ray") == list(a.key)
+
+
+def test_stage_failures_and_timeouts_become_failed_rows(
+    local_ray: None, vtest: Path, movenet_onnx: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "videos"
+    with_poses, without_poses = vtest_videos(vtest, folder, n_videos=2, frames=16)
+    keypoints = np.zeros((16, 1, 17, 3), np.float32)
+    keypoints[:, 0, :, :2] = np.linspace(50, 150, 17)[None, :, None]
+    keypoints[..., 2] = 0.9
+    write_sidecar(with_poses.with_suffix(".pose.npz"), keypoints)
+    overrides = [*job_overrides(movenet_onnx), "pose.backend=precomputed"]
+    cfg = load_config(PreprocessConfig, CPU_PRESET, overrides)
+    summary = run_ray([str(folder)], tmp_path / "out", cfg)
+    rows = {Path(r["source"]).name: r for r in read_videos(tmp_path / "out").to_pylist()}
+    assert rows[with_poses.name]["status"] == "ok"
+    assert rows[without_poses.name]["status"] == "failed"
+    assert rows[without_poses.name]["error_stage"] == "pose"
+    assert "FileNotFoundError" in rows[without_poses.name]["error"]
+    assert set(read_clips(tmp_path / "out").column("video_id").to_pylist()) == {
+        rows[with_poses.name]["video_id"]
+    }
+    assert summary.reasons() == {("pose", "FileNotFoundError"): 1}
+    assert validates(tmp_path / "out")
+
+    # Every stage of a 16-frame video takes longer than 1 ms: cut off, recorded, run goes on.
+    slow = load_config(PreprocessConfig, CPU_PRESET, [*overrides, "run.video_timeout_s=0.001"])
+    summary = run_ray([str(folder)], tmp_path / "timeout", slow)
+    assert summary.status == {"failed": 2}
+    for row in read_videos(tmp_path / "timeout").to_pylist():
+        assert row["error_stage"] in STAGES and row["error"].startswith("timeout"), row
+    assert read_clips(tmp_path / "timeout").num_rows == 0
+    assert validates(tmp_path / "timeout")
+
+
+def test_a_hanging_call_is_cut_off_at_the_deadline() -> None:
+    start = time.time()
+    with pytest.raises(StageError, match="timeout") as info:
+        within_deadline("flow", start + 0.3, time.sleep, 60, timeout_s=0.3)
+    assert info.value.stage == "flow"
+    assert 0.25 < time.time() - start < 5
+    assert within_deadline("flow", time.time() + 5, sum, [1, 2]) == 3
+    with pytest.raises(ZeroDivisionError):
+        within_deadline("flow", time.time() + 5, divmod, 1, 0)
