@@ -123,6 +123,11 @@ class Trainer:
             model=denoiser, optimizer=optimizer, lr_scheduler=schedule, config=self.ds_config
         )
         self.device = self.engine.device
+        # DeepSpeed casts parameters, not buffers, to bf16/fp16; the motion modules' frame-
+        # position table is a buffer added to bf16 activations, so it follows the parameters.
+        for buffer in denoiser.buffers():
+            if buffer.is_floating_point():
+                buffer.data = buffer.data.to(self.dtype)
         for frozen in (self.model.vae, self.model.image_encoder):
             frozen.to(self.device, self.dtype).eval().requires_grad_(False)
         self.ddpm = build_ddpm(self.model.cfg)
@@ -236,15 +241,14 @@ class Trainer:
             target = self.ddpm.get_velocity(latents, noise, t)
         else:
             target = noise
-        with self._attention():
-            prediction = self.engine(
-                noisy.to(dtype),
-                t,
-                ref_latents.to(dtype),
-                clip.to(dtype),
-                batch.conditions().to(dev, dtype),
-                keep,
-            )
+        prediction = self.engine(
+            noisy.to(dtype),
+            t,
+            ref_latents.to(dtype),
+            clip.to(dtype),
+            batch.conditions().to(dev, dtype),
+            keep,
+        )
         return F.mse_loss(prediction.float(), target)
 
     def fit(self) -> dict[str, float]:
@@ -265,8 +269,10 @@ class Trainer:
                 batch = next(loader)
                 wait += time.perf_counter() - fetch
                 self._account(batch)
-                loss = self.loss(batch)
-                self.engine.backward(loss)
+                # The kernel choice covers the backward: checkpointed blocks recompute there.
+                with self._attention():
+                    loss = self.loss(batch)
+                    self.engine.backward(loss)
                 self.engine.step()
                 loss_sum += float(loss.detach())
             self.step += 1
