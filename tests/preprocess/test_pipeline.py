@@ -100,6 +100,7 @@ def test_camera_shake_is_measured_as_background_flow(
             "--output",
             str(out),
             f"pose.model={movenet_onnx}",
+            "run.runner=local",  # the in-process run (the Ray job has tests/preprocess/test_ray_*)
         ]
     )
     assert code == 0
