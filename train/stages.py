@@ -99,8 +99,8 @@ class Denoiser(nn.Module):
     """The part of the model DeepSpeed wraps: ReferenceNet, denoising UNet and guiders.
 
     The frozen VAE and CLIP encoder are not submodules, so DeepSpeed neither partitions nor
-    casts them; ``forward`` is :meth:`AnimationModel.forward`, which reaches them through the
-    model only for nothing (the trainer encodes images before calling it).
+    casts them. ``forward`` is :meth:`AnimationModel.forward` on latents and embeddings the
+    trainer computed with the frozen encoders beforehand.
     """
 
     def __init__(self, model: AnimationModel) -> None:

@@ -81,6 +81,7 @@ def stage1(setup: dict[str, Path]) -> Path:
         "checkpoint.every=2",
         "checkpoint.keep=3",
         "validation.every=4",
+        "train.ema_decay=0.5",  # the export holds the EMA; resuming must restore it
     )
     return out
 
@@ -124,6 +125,7 @@ def test_resume_continues_with_the_same_state(stage1: Path, setup: dict[str, Pat
         "train.max_steps=4",
         "checkpoint.every=2",
         "validation.every=0",
+        "train.ema_decay=0.5",
         resume=True,
     )
     assert "resumed from step_00000002 at step 2" in output
