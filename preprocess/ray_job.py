@@ -138,7 +138,7 @@ def _model_stage(
         fn_constructor_kwargs={"cfg": cfg},
         batch_size=cfg.run.clips_per_batch,
         batch_format="numpy",
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=cpus,
         num_gpus=gpus,
         max_restarts=cfg.run.max_retries,  # Ray Data's default: unbounded

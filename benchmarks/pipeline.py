@@ -1,0 +1,176 @@
+"""Pipeline efficiency of the Ray job and of the in-process run, and memory per Ray worker.
+
+    .venv/bin/python benchmarks/pipeline.py [--video PATH] [--frames 256] [--cpus 2]
+        [--long-frames 0] [KEY=VALUE ...]
+
+1. Each stage alone (decode, pose, flow, depth, geometry, encode) over the same clips, one
+   after another in this process, through the stage functions both runners use: frames/s.
+2. End to end on the same input (``decode.max_frames=--frames``): the Ray job on a local Ray
+   instance (started beforehand, so its ~10 s start-up is not counted; actor start-up and
+   model loading are), and the in-process run. Efficiency = end-to-end frames/s ÷ the
+   slowest stage's frames/s alone (target >= 0.8 for the Ray job).
+3. Memory: the Ray job on a long video (the whole of ``--video`` unless ``--long-frames``),
+   sampling the unique memory (USS) of every Ray worker process; prints the peak per worker
+   (RSS would also count the shared object store pages a worker has touched).
+
+Everything runs pinned to ``--cpus`` cores (``sched_setaffinity``; Ray's processes inherit
+it). The Ray instance gets enough *logical* CPUs for every actor plus one task of each kind
+(``preprocess.ray_job.cpus_needed``) and the OS shares the real cores among them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402  (a Ray dependency)
+import ray  # noqa: E402
+
+from preprocess.config import PreprocessConfig  # noqa: E402
+from preprocess.decode import iter_clips, probe_video  # noqa: E402
+from preprocess.pipeline import Extractors, run  # noqa: E402
+from preprocess.ray_job import cpus_needed, run_ray  # noqa: E402
+from preprocess.stages import encode_stage, geometry_stage  # noqa: E402
+from shards.config import config_to_dict, load_config  # noqa: E402
+
+
+def assets() -> Path:
+    return Path(os.environ.get("MCANIM_ASSETS", REPO.parent / "shared" / "assets"))
+
+
+def stages_alone(video: str, cfg: PreprocessConfig) -> tuple[int, dict[str, float]]:
+    """(frames, frames/s of each stage run alone over the same clips)."""
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    clips = list(iter_clips(probe_video(video, cfg.decode), cfg.decode))
+    seconds["decode"] = time.perf_counter() - start
+    frames = sum(c.n_frames for c in clips)
+    ex = Extractors(cfg)
+    run_meta = {"config": config_to_dict(cfg), "backends": ex.identity()}
+    steps = {
+        "pose": ex.pose,
+        "flow": ex.flow,
+        "depth": ex.depth,
+        "geometry": lambda c: geometry_stage(c, cfg),
+        "encode": lambda c: encode_stage(c, cfg, run_meta),
+    }
+    for name, fn in steps.items():
+        start = time.perf_counter()
+        clips = [fn(c) for c in clips]
+        seconds[name] = time.perf_counter() - start
+    return frames, {n: frames / s if s > 1e-3 else float("inf") for n, s in seconds.items()}
+
+
+class WorkerMemory:
+    """Peak resident memory of every Ray worker process below this one, sampled in a thread."""
+
+    def __init__(self, every_s: float = 0.2) -> None:
+        self.peak: dict[int, int] = defaultdict(int)
+        """Peak unique memory (USS: pages of this process alone, not the shared object
+        store that Ray maps into every worker) per pid."""
+        self.names: dict[int, str] = {}
+        self.driver_peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(every_s,), daemon=True)
+
+    def __enter__(self) -> WorkerMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self, every_s: float) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(every_s):
+            self.driver_peak = max(self.driver_peak, me.memory_full_info().uss)
+            for proc in me.children(recursive=True):
+                try:
+                    name, uss = proc.name(), proc.memory_full_info().uss
+                    title = " ".join(proc.cmdline()[:1])
+                except psutil.Error:
+                    continue
+                if title.startswith("ray::") or name.startswith("ray::"):
+                    label = title if title.startswith("ray::") else name
+                    self.peak[proc.pid] = max(self.peak[proc.pid], uss)
+                    if "IDLE" not in label:
+                        self.names[proc.pid] = label
+
+
+def end_to_end(runner: str, video: str, cfg: PreprocessConfig) -> tuple[int, float]:
+    """(frames, wall seconds) of one run on a fresh output."""
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        summary = (run_ray if runner == "ray" else run)([video], out, cfg)
+        wall = time.perf_counter() - start
+    assert summary.status.get("ok") == 1, summary.format()
+    return summary.frames, wall
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", default=str(assets() / "videos" / "vtest.avi"))
+    parser.add_argument("--frames", type=int, default=256, help="stored frames, efficiency runs")
+    parser.add_argument("--long-frames", type=int, default=0, help="memory run (0: whole video)")
+    parser.add_argument("--cpus", type=int, default=2, help="cores to pin everything to")
+    parser.add_argument("--config", default=str(REPO / "jobs" / "preprocess" / "cpu.yaml"))
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    cores = sorted(os.sched_getaffinity(0))[: args.cpus]
+    os.sched_setaffinity(0, cores)
+    video = str(Path(args.video).resolve())
+    cfg = load_config(
+        PreprocessConfig,
+        args.config,
+        [f"decode.max_frames={args.frames}", f"pose.threads={len(cores)}", *args.overrides],
+    )
+    frames, alone = stages_alone(video, cfg)
+    print(f"input: {video}, {frames} frames; pinned to cores {cores}")
+    slowest = min(alone, key=lambda n: alone[n])
+    print(f"{'stage alone':<14}{'frames/s':>10}")
+    for name, rate in alone.items():
+        print(f"{name:<14}{rate:>10.1f}")
+    print(f"slowest stage: {slowest} at {alone[slowest]:.1f} frames/s")
+
+    ray.init(num_cpus=max(len(cores), round(cpus_needed(cfg.run) + 0.5)), include_dashboard=False)
+    try:
+        print(f"{'runner':<14}{'frames':>8}{'wall s':>9}{'frames/s':>10}{'efficiency':>12}")
+        for runner in ("ray", "local"):
+            n, wall = end_to_end(runner, video, cfg)
+            rate = n / wall
+            print(f"{runner:<14}{n:>8}{wall:>9.1f}{rate:>10.1f}{rate / alone[slowest]:>12.2f}")
+
+        long_cfg = load_config(
+            PreprocessConfig,
+            args.config,
+            [
+                f"decode.max_frames={args.long_frames}",
+                f"pose.threads={len(cores)}",
+                *args.overrides,
+            ],
+        )
+        with WorkerMemory() as memory:
+            n, wall = end_to_end("ray", video, long_cfg)
+        print(f"memory, Ray job on {n} frames ({wall:.0f} s): peak unique memory (USS) per worker")
+        for pid, peak in sorted(memory.peak.items(), key=lambda kv: -kv[1]):
+            print(f"  {peak / 2**20:8.0f} MiB  pid {pid}  {memory.names.get(pid, 'ray::IDLE')}")
+        print(f"  {memory.driver_peak / 2**20:8.0f} MiB  driver (this process: the shard writer)")
+    finally:
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
