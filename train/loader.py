@@ -141,19 +141,31 @@ class Batch:
     skipped: dict[str, int] = field(default_factory=dict)
     """Clips skipped since the stream's previous batch, by reason."""
 
-    def conditions(self) -> Conditions:
+    def conditions(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> Conditions:
         """Float guider inputs as :func:`model.inputs.to_conditions` makes them: pose and
-        order maps / 255, flow input as is."""
+        order maps / 255, flow input as is (moved as uint8, converted on ``device``)."""
+
+        def unit(t: torch.Tensor) -> torch.Tensor:
+            return (t.to(device, non_blocking=True).float() / 255).to(dtype)
+
         return Conditions(
-            pose=self.pose.float() / 255,
-            flow=self.flow.float(),
-            order=self.order.float() / 255,
-            reference_pose=self.reference_pose.float() / 255,
+            pose=unit(self.pose),
+            flow=self.flow.to(device, non_blocking=True).to(dtype),
+            order=unit(self.order),
+            reference_pose=unit(self.reference_pose),
         )
 
-    def pixels(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(target frames (B, F, 3, H, W), reference (B, 3, H, W)) in [-1, 1] float32."""
-        return self.frames.float() / 127.5 - 1, self.reference.float() / 127.5 - 1
+    def pixels(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(target frames (B, F, 3, H, W), reference (B, 3, H, W)) in [-1, 1]."""
+
+        def signed(t: torch.Tensor) -> torch.Tensor:
+            return (t.to(device, non_blocking=True).float() / 127.5 - 1).to(dtype)
+
+        return signed(self.frames), signed(self.reference)
 
     def pin_memory(self) -> Batch:
         tensors = ("frames", "reference", "clip_pixels", "pose", "flow", "order")

@@ -222,12 +222,12 @@ class Trainer:
     def loss(self, batch: Batch) -> torch.Tensor:
         """The diffusion loss of one micro-batch (forward only)."""
         model, dev, dtype = self.model, self.device, self.dtype
-        frames, reference = batch.pixels()  # (B, F, 3, H, W), (B, 3, H, W) in [-1, 1]
+        frames, reference = batch.pixels(dev, dtype)  # (B, F, 3, H, W), (B, 3, H, W) in [-1, 1]
         b, f = frames.shape[:2]
         with torch.no_grad():
-            latents = model.encode_images(frames.flatten(0, 1).to(dev, dtype))  # (B*F, 4, h, w)
+            latents = model.encode_images(frames.flatten(0, 1))  # (B*F, 4, h, w)
             latents = latents.float().unflatten(0, (b, f))  # (B, F, 4, h, w)
-            ref_latents = model.encode_images(reference.to(dev, dtype))  # (B, 4, h, w)
+            ref_latents = model.encode_images(reference)  # (B, 4, h, w)
             clip = model.embed_reference(batch.clip_pixels.to(dev, dtype))  # (B, D)
         noise = torch.randn(latents.shape, generator=self.noise, device=dev)
         if self.cfg.train.noise_offset:
@@ -246,7 +246,7 @@ class Trainer:
             t,
             ref_latents.to(dtype),
             clip.to(dtype),
-            batch.conditions().to(dev, dtype),
+            batch.conditions(dev, dtype),
             keep,
         )
         return F.mse_loss(prediction.float(), target)
