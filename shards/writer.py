@@ -279,25 +279,29 @@ class ShardWriter:
         clips_final = self.clips_dir / f"{shard.name}.parquet"
         videos_final = self.videos_dir / f"{shard.name}.parquet"
         videos = self._pending_videos
-        try:
-            shard.tar.close()
-            _sync_close(shard.file)
-            _write_parquet(rows_to_table(shard.rows, CLIP_SCHEMA), tmp_path(clips_final))
-            if videos:
-                _write_parquet(rows_to_table(videos, VIDEO_SCHEMA), tmp_path(videos_final))
-            size = shard.tmp.stat().st_size
-            self._publish(shard.tmp, tar_final)
-            self._publish(tmp_path(clips_final), clips_final)
-            if videos:
-                self._publish(tmp_path(videos_final), videos_final)
-        except BaseException:
-            self._broken = True
-            shard.file.close()
-            if not self._exists(clips_final):  # not committed: take the published tar back too
-                self._delete(tar_final)
-            for p in (shard.tmp, tmp_path(clips_final), tmp_path(videos_final)):
-                p.unlink(missing_ok=True)
-            raise
+        # Every file stays open (so locked: see remove_leftovers) until all are published.
+        with contextlib.ExitStack() as held:
+            held.callback(shard.file.close)
+            try:
+                shard.tar.close()
+                _sync(shard.file)
+                table = rows_to_table(shard.rows, CLIP_SCHEMA)
+                held.enter_context(_write_parquet(table, tmp_path(clips_final)))
+                if videos:
+                    table = rows_to_table(videos, VIDEO_SCHEMA)
+                    held.enter_context(_write_parquet(table, tmp_path(videos_final)))
+                size = shard.tmp.stat().st_size
+                self._publish(shard.tmp, tar_final)
+                self._publish(tmp_path(clips_final), clips_final)
+                if videos:
+                    self._publish(tmp_path(videos_final), videos_final)
+            except BaseException:
+                self._broken = True
+                if not self._exists(clips_final):  # not committed: take the published tar back
+                    self._delete(tar_final)
+                for p in (shard.tmp, tmp_path(clips_final), tmp_path(videos_final)):
+                    p.unlink(missing_ok=True)
+                raise
         self._pending_videos = []
         self.written.append(tar_final.name)
         log.info(
@@ -342,8 +346,9 @@ class ShardWriter:
         lock = tmp_path(self.shards_dir / f"{name}.tar")
         final = self.videos_dir / f"{name}.parquet"
         try:
-            _write_parquet(rows_to_table(self._pending_videos, VIDEO_SCHEMA), tmp_path(final))
-            self._publish(tmp_path(final), final)
+            table = rows_to_table(self._pending_videos, VIDEO_SCHEMA)
+            with _write_parquet(table, tmp_path(final)):
+                self._publish(tmp_path(final), final)
         finally:
             tmp_path(final).unlink(missing_ok=True)
             lock.unlink(missing_ok=True)
@@ -443,7 +448,7 @@ def lock_new_file(fd: int) -> bool:
 
 
 def remove_leftovers(root: str | Path) -> int:
-    """Delete the tmp and staging files of dead writers under a local output; how many.
+    """Delete the tmp and staging files and orphan tars of dead writers (local output); how many.
 
     A file is a dead writer's when its advisory lock can be taken: writers lock every tmp
     and staging file while it is open (POSIX ``flock``; on a network file system that does
@@ -453,7 +458,9 @@ def remove_leftovers(root: str | Path) -> int:
     if is_remote(root):
         return 0
     out = Path(root)
+    committed = {p.stem for p in out.joinpath(CLIPS_DIR).glob("*.parquet")}
     candidates = [
+        *(p for p in out.joinpath(SHARDS_DIR).glob("*.tar") if p.stem not in committed),
         *out.joinpath(SHARDS_DIR).glob(f".*{TMP_SUFFIX}"),
         *out.joinpath(CLIPS_DIR).glob(f".*{TMP_SUFFIX}"),
         *out.joinpath(VIDEOS_DIR).glob(f".*{TMP_SUFFIX}"),
@@ -478,19 +485,23 @@ def remove_leftovers(root: str | Path) -> int:
     return removed
 
 
-def _write_parquet(table: Any, path: Path) -> None:
-    with open(path, "wb") as f:
+def _write_parquet(table: Any, path: Path) -> BinaryIO:
+    """Write, flush and fsync ``path``; returned open (and locked) for the caller to close."""
+    f = open(path, "wb")  # noqa: SIM115 (closed by the caller, after publishing)
+    try:
         if not lock_new_file(f.fileno()):
             raise RuntimeError(f"{path} was removed as a leftover while being created")
         pq.write_table(table, f)
-        f.flush()
-        os.fsync(f.fileno())
+        _sync(f)
+    except BaseException:
+        f.close()
+        raise
+    return f
 
 
-def _sync_close(file: BinaryIO) -> None:
+def _sync(file: BinaryIO) -> None:
     file.flush()
     os.fsync(file.fileno())
-    file.close()
 
 
 def _remove_if_empty(path: Path) -> None:
