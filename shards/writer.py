@@ -26,10 +26,11 @@ is an orphan that readers ignore and ``python -m shards validate`` reports (dele
 Between 4 and 5, or when a video spans shards and only the first one closed, some clips are
 in the shards but their video has no row yet; a re-run processes the video again and the
 writer skips every clip whose key is already in the output (keys are stable), so nothing is
-duplicated. Leftover ``.tmp`` files and ``.staging/`` folders of a dead writer are reported
-by ``validate``; :func:`remove_leftovers` deletes them (the preprocessing job does so when
-it starts). A live writer holds an advisory lock (``flock``) on every tmp and staging file
-it has open, so only files whose writer has died are deleted, even while others write.
+duplicated. Leftover ``.tmp`` files, ``.staging/`` folders and orphan tars of a dead writer
+are reported by ``validate``; :func:`remove_leftovers` deletes them (the preprocessing job
+does so when it starts). A writer holds an advisory lock (``flock``) on each of these files
+from its creation until it is published, so only files whose writer has died are deleted,
+even while other writers run.
 
 Object storage (``s3://bucket/out`` or any URI of ``shards.reader.filesystem``): the writer
 works in a private local folder and uploads each finished file in the same order (tar, clips
