@@ -7,6 +7,7 @@ videos on a re-run, and turn stage failures and timeouts into ``failed`` rows.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from shards.config import load_config
 from shards.reader import read_clips, read_videos
 from tests.preprocess.ray_helpers import (
     CPU_PRESET,
+    PYTHON,
     clip_keys,
     job_overrides,
     short_tmp,
@@ -151,3 +153,12 @@ def test_a_hanging_call_is_cut_off_at_the_deadline() -> None:
     assert within_deadline("flow", time.time() + 5, sum, [1, 2]) == 3
     with pytest.raises(ZeroDivisionError):
         within_deadline("flow", time.time() + 5, divmod, 1, 0)
+
+
+def test_importing_preprocess_does_not_import_ray() -> None:
+    code = (
+        "import sys, preprocess.__main__, preprocess.pipeline, preprocess.stages, shards.writer; "
+        "print('ray' in sys.modules)"
+    )
+    result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
