@@ -1,18 +1,21 @@
 """The Ray job on a real local Ray instance (one per module), against the in-process run.
 
 Same inputs, same config: the Ray Data pipeline must write what the local run writes (clip
-keys, statistics, video statuses and failure stages), commit only whole videos, skip finished
-videos on a re-run, and turn stage failures and timeouts into ``failed`` rows.
+keys, statistics, video statuses and failure stages) even when a pose actor is killed
+mid-run, commit only whole videos, skip finished videos on a re-run, and turn stage failures
+and timeouts into ``failed`` rows.
 """
 
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import ray
 
@@ -65,6 +68,29 @@ def local_ray() -> Iterator[None]:
             ray.shutdown()
 
 
+class ActorKiller(threading.Thread):
+    """Kills the first pose actor process (SIGKILL) a moment after it appears: a real crash
+    that Ray must survive by restarting the actor and retrying its task."""
+
+    def __init__(self, title: str = "ray::MapWorker(MapBatches(PoseActor))") -> None:
+        super().__init__(daemon=True)
+        self.title = title
+        self.killed: int | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            for proc in psutil.Process().children(recursive=True):
+                try:
+                    if proc.cmdline()[:1] == [self.title]:
+                        time.sleep(1.0)  # into its first task, most likely
+                        proc.kill()
+                        self.killed = proc.pid
+                        return
+                except (psutil.Error, IndexError):
+                    continue
+
+
 @pytest.fixture(scope="module")
 def videos(vtest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("videos")
@@ -82,7 +108,14 @@ def test_ray_job_writes_what_the_local_run_writes(
     local_cfg = load_config(PreprocessConfig, CPU_PRESET, [*overrides, "run.runner=local"])
     ray_cfg = load_config(PreprocessConfig, CPU_PRESET, [*overrides, "run.pose_actors=2"])
     local = run([str(videos)], tmp_path / "local", local_cfg)
-    summary = run_ray([str(videos)], tmp_path / "ray", ray_cfg)
+    killer = ActorKiller()
+    killer.start()
+    try:
+        summary = run_ray([str(videos)], tmp_path / "ray", ray_cfg)
+    finally:
+        killer.stop.set()
+        killer.join()
+    assert killer.killed is not None, "no pose actor was seen to kill"
 
     assert summary.status == local.status == {"ok": 2, "failed": 2}
     assert summary.clips == local.clips == 4 and summary.frames == 48
