@@ -108,14 +108,14 @@ class WorkerMemory:
                         self.names[proc.pid] = label
 
 
-def end_to_end(runner: str, video: str, cfg: PreprocessConfig) -> tuple[int, float]:
-    """(frames, wall seconds) of one run on a fresh output."""
+def end_to_end(runner: str, video: str, cfg: PreprocessConfig) -> tuple[int, float, str]:
+    """(frames, wall seconds, per-stage frames/s line of the run's summary) of one run."""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         summary = (run_ray if runner == "ray" else run)([video], out, cfg)
         wall = time.perf_counter() - start
     assert summary.status.get("ok") == 1, summary.format()
-    return summary.frames, wall
+    return summary.frames, wall, summary.format().splitlines()[1]
 
 
 def main() -> int:
@@ -147,10 +147,13 @@ def main() -> int:
     ray.init(num_cpus=max(len(cores), round(cpus_needed(cfg.run) + 0.5)), include_dashboard=False)
     try:
         print(f"{'runner':<14}{'frames':>8}{'wall s':>9}{'frames/s':>10}{'efficiency':>12}")
+        stage_lines = []
         for runner in ("ray", "local"):
-            n, wall = end_to_end(runner, video, cfg)
+            n, wall, stages = end_to_end(runner, video, cfg)
             rate = n / wall
             print(f"{runner:<14}{n:>8}{wall:>9.1f}{rate:>10.1f}{rate / alone[slowest]:>12.2f}")
+            stage_lines.append(f"  {runner}, inside the run: {stages}")
+        print("\n".join(stage_lines))
 
         long_cfg = load_config(
             PreprocessConfig,
@@ -162,7 +165,7 @@ def main() -> int:
             ],
         )
         with WorkerMemory() as memory:
-            n, wall = end_to_end("ray", video, long_cfg)
+            n, wall, _ = end_to_end("ray", video, long_cfg)
         print(f"memory, Ray job on {n} frames ({wall:.0f} s): peak unique memory (USS) per worker")
         for pid, peak in sorted(memory.peak.items(), key=lambda kv: -kv[1]):
             print(f"  {peak / 2**20:8.0f} MiB  pid {pid}  {memory.names.get(pid, 'ray::IDLE')}")

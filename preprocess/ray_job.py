@@ -251,8 +251,11 @@ class VideoAssembler:
         self.writer = writer
         self.summary = summary
         self.open: dict[str, _Video] = {}
+        self.finished: set[str] = set()
 
     def add(self, item: Item) -> None:
+        if item.video_id in self.finished:  # re-emitted by a retried task: already written
+            return
         video = self.open.get(item.video_id)
         if video is None:
             staging = self.writer.begin_video(item.video_id)
@@ -271,6 +274,7 @@ class VideoAssembler:
 
     def _finish(self, video_id: str, video: _Video) -> None:
         del self.open[video_id]
+        self.finished.add(video_id)
         seconds = time.time() - video.started
         if video.error is None and video.info is not None:
             row = video_row_ok(video.info, video.rows, seconds)

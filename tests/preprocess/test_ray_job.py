@@ -19,14 +19,16 @@ import psutil
 import pytest
 import ray
 
-from preprocess.clip import StageError
+from preprocess.clip import StageError, VideoInfo, video_id_for
 from preprocess.config import PreprocessConfig
 from preprocess.deadline import within_deadline
-from preprocess.pipeline import STAGES, run
+from preprocess.pipeline import STAGES, RunSummary, run
 from preprocess.pose.precomputed import write_sidecar
-from preprocess.ray_job import run_ray
+from preprocess.ray_job import Item, VideoAssembler, run_ray
+from preprocess.stages import EncodedClip
 from shards.config import load_config
 from shards.reader import read_clips, read_videos
+from shards.writer import ShardWriter
 from tests.preprocess.ray_helpers import (
     CPU_PRESET,
     PYTHON,
@@ -36,6 +38,7 @@ from tests.preprocess.ray_helpers import (
     validates,
     vtest_videos,
 )
+from tests.shards.synthetic import FPS, H, W, encoded_clip
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -195,3 +198,42 @@ def test_importing_preprocess_does_not_import_ray() -> None:
     )
     result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+SOURCES = {video_id_for(s): s for s in ("/videos/a.mp4", "/videos/b.mp4")}
+
+
+def _info(vid: str) -> VideoInfo:
+    return VideoInfo(SOURCES[vid], vid, W, H, FPS, 64, 0, W, H, FPS)
+
+
+def _clip_item(vid: str, index: int, error: tuple[str, str] | None = None) -> Item:
+    fields, row = encoded_clip(vid, index)
+    encoded = None if error else EncodedClip(row.key, fields, row)
+    return Item("clip", vid, SOURCES[vid], 0.0, None, encoded=encoded, index=index, error=error)
+
+
+def test_the_driver_commits_whole_videos_whatever_the_arrival_order(tmp_path: Path) -> None:
+    """Clips out of order, a clip emitted twice and an end row re-emitted after the commit
+    (retried tasks), and a video whose later stage failed on one clip."""
+    a, b = SOURCES
+    summary = RunSummary()
+    with ShardWriter(tmp_path, max_clips=8) as writer:
+        assembler = VideoAssembler(writer, summary)
+        end_a = Item("end", a, SOURCES[a], 0.0, None, info=_info(a), index=3)
+        for item in [_clip_item(a, 2), end_a, _clip_item(b, 0), _clip_item(a, 0)]:
+            assembler.add(item)
+        assert set(assembler.open) == {a, b}
+        assembler.add(_clip_item(a, 0))  # again: ignored
+        assembler.add(_clip_item(b, 1, error=("flow", "ValueError: bad")))
+        assembler.add(_clip_item(a, 1))  # the last one: a is committed
+        assert set(assembler.open) == {b}
+        assembler.add(end_a)  # a retried decode task's end row: a is done already
+        assembler.add(Item("end", b, SOURCES[b], 0.0, None, info=_info(b), index=2))
+        assembler.close()
+    rows = {r["video_id"]: r for r in read_videos(tmp_path).to_pylist()}
+    assert rows[a]["status"] == "ok" and rows[a]["n_clips"] == 3
+    assert (rows[b]["status"], rows[b]["error_stage"]) == ("failed", "flow")
+    assert sorted(read_clips(tmp_path).column("clip_index").to_pylist()) == [0, 1, 2]
+    assert summary.status == {"ok": 1, "failed": 1} and len(rows) == 2
+    assert validates(tmp_path)
