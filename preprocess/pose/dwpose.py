@@ -266,9 +266,9 @@ class DWPoseBackend(PoseBackend):
         for start in range(0, len(crops), step):  # bounded memory: one batch of crops
             chunk = crops[start : start + step]
             batch = np.stack([crop_input(frames[c.frame], c, hw) for c in chunk])  # (b, 3, h, w)
-            named = dict(zip(names, self.pose.run(batch, self.cfg.batch_size), strict=True))
-            simcc_x = named.get("simcc_x", named[names[0]])
-            simcc_y = named.get("simcc_y", named[names[1]])
+            outs = self.pose.run(batch, self.cfg.batch_size)  # by name, else in file order
+            simcc_x = outs[names.index("simcc_x")] if "simcc_x" in names else outs[0]
+            simcc_y = outs[names.index("simcc_y")] if "simcc_y" in names else outs[1]
             parts.append(decode_simcc(simcc_x, simcc_y, chunk, hw))
         return np.concatenate(parts)
 
