@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -104,6 +105,21 @@ def test_crop_affine_and_simcc_inverse_are_exact() -> None:
     np.testing.assert_allclose(out[0, 5, :2], point, atol=0.5 * 187.5 / 288 + 1e-6)
     assert out[0, 5, 2] == pytest.approx(0.7)  # the smaller of the two maxima
     assert out[0, 0, 2] == 0.0
+
+
+def test_crop_matrix_equals_the_three_point_recipe_of_mmpose() -> None:
+    """mmpose/rtmlib build the warp from 3 point pairs: the centre, a point half the crop width
+    above it, and the third corner (that vector turned 90 degrees about the second point);
+    our closed form must be the same matrix."""
+    crop = box_to_crop(0, np.array([30.0, 40.0, 90.0, 100.0]), (384, 288))  # wide: w > h * 0.75
+    c, w = crop.centre, crop.scale[0]
+    up, left = np.array([0.0, -w / 2]), np.array([-w / 2, 0.0])
+    src = np.array([c, c + up, c + up + left], np.float32)  # 3rd: turned about the 2nd
+    dst = np.array([[144, 192], [144, 192 - 144], [144 - 144, 192 - 144]], np.float32)
+    np.testing.assert_allclose(
+        crop_matrix(crop, (384, 288)), cv2.getAffineTransform(src, dst), atol=1e-4
+    )
+    np.testing.assert_allclose(crop.scale, [75.0, 100.0])
 
 
 def test_red_dot_comes_back_at_its_frame_coordinates(models: dict[str, Path]) -> None:
