@@ -4,7 +4,8 @@
         [--long-frames 0] [KEY=VALUE ...]
 
 1. Each stage alone (decode, pose, flow, depth, geometry, encode) over the same clips, one
-   after another in this process, through the stage functions both runners use: frames/s.
+   after another in this process, through the stage functions both runners use: frames/s,
+   measured before and after the end-to-end runs, the better of the two counting.
 2. End to end on the same input (``decode.max_frames=--frames``): the Ray job on a local Ray
    instance (started beforehand, so its ~10 s start-up is not counted; actor start-up and
    model loading are), and the in-process run. Efficiency = end-to-end frames/s ÷ the
