@@ -1,0 +1,96 @@
+"""Where the feature networks' published weight files come from and where they are looked for.
+
+Every file is looked for as ``$MCANIM_WEIGHTS/metrics/NAME`` (default
+``~/.cache/mcanim/weights/metrics/NAME``; ``python -m preprocess.weights fetch lpips_alex
+fid_inception fid_vid_resnet3d fvd_i3d`` downloads them there) unless an explicit path is
+given (``--weights DIR`` of ``python -m model.evaluate``: files looked up in DIR).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published weight file."""
+
+    name: str
+    url: str
+    used_by: str
+
+
+FILES = {
+    f.name: f
+    for f in (
+        Published(
+            "alexnet-owt-7be5be79.pth",
+            "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+            "LPIPS trunk (torchvision AlexNet, features.* used)",
+        ),
+        Published(
+            "alex.pth",
+            "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth",
+            "LPIPS v0.1 linear heads (lin0..lin4)",
+        ),
+        Published(
+            "pt_inception-2015-12-05-6726825d.pth",
+            "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+            "pt_inception-2015-12-05-6726825d.pth",
+            "FID Inception (pytorch-fid's port of the TF 2015-12-05 graph)",
+        ),
+        Published(
+            "resnet-50-kinetics.pth",
+            "https://drive.google.com/drive/folders/1zvl89AgFAApbH0At-gMuZSeQB_LpNP-M "
+            "(kenshohara/3D-ResNets-PyTorch, 'resnet-50-kinetics.pth')",
+            "FID-VID 3D ResNet-50 (Hara et al., Kinetics-400), as DisCo's FVD-3DRN50",
+        ),
+        Published(
+            "i3d_torchscript.pt",
+            "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1",
+            "FVD I3D (TorchScript of the TF-Hub Kinetics-400 I3D, StyleGAN-V / fvd-comparison)",
+        ),
+    )
+}
+
+
+def metrics_cache() -> Path:
+    """``$MCANIM_WEIGHTS/metrics`` (default ``~/.cache/mcanim/weights/metrics``)."""
+    root = os.environ.get("MCANIM_WEIGHTS") or "~/.cache/mcanim/weights"
+    return Path(root).expanduser() / "metrics"
+
+
+def weight_path(name: str, folder: str | Path | None = None) -> Path:
+    """Path of a published file; FileNotFoundError naming it, its source and where it goes."""
+    published = FILES[name]
+    path = Path(folder or metrics_cache()) / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: the {published.used_by} weights. Download {published.url} "
+            f"to {path} (or pass --weights DIR holding {name}; the default folder is "
+            "$MCANIM_WEIGHTS/metrics)"
+        )
+    return path
+
+
+def load_state(name: str, folder: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The state dict of a published ``.pth`` (a ``state_dict`` entry and a DataParallel
+    ``module.`` prefix are unwrapped, as in 3D-ResNets' checkpoints)."""
+    data = torch.load(weight_path(name, folder), map_location="cpu", weights_only=True)
+    if isinstance(data, dict) and "state_dict" in data:
+        data = data["state_dict"]
+    return {k.removeprefix("module."): v for k, v in data.items()}
+
+
+def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load by key name; any missing or unexpected key is an error naming them."""
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{what}: keys do not match (missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]})"
+        )
