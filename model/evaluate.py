@@ -108,7 +108,8 @@ def parse_args(argv: Sequence[str] | None) -> EvalConfig:
         k: [x.strip() for x in flags[k].split(",") if x.strip()] for k in ("ablate", "metrics")
     }
     plain = {k: v for k, v in flags.items() if "." not in k and k not in ("overrides", *lists)}
-    cfg = apply_overrides(EvalConfig(**plain, **lists), [*dotted, *args.overrides])
+    base = EvalConfig(**plain, ablate=lists["ablate"], metrics=lists["metrics"])
+    cfg = apply_overrides(base, [*dotted, *args.overrides])
     bad = [a for a in cfg.ablate if a not in ABLATIONS] + [
         m for m in cfg.metrics if m not in ALL_METRICS
     ]

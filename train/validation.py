@@ -9,7 +9,8 @@ guidance. Written to ``output_dir/validation/step_NNNNNNNN_KEY.mp4`` as a grid
 ``real | pose | generated`` per frame, plus the middle frame of that grid as a TensorBoard image.
 
 :func:`validation_sample` returns the generated and real frames of a clip: the hook where
-evaluation metrics (issue #7) plug in, through :data:`METRICS`.
+evaluation metrics plug in, through :data:`METRICS` (L1, PSNR, SSIM of every validation clip,
+logged to TensorBoard as ``validation/l1`` ... and in the log line).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from model.components import build_image_processor
 from model.composed import AnimationModel
 from model.config import SamplingConfig
 from model.inputs import to_conditions
+from model.metrics.frame import FRAME_METRICS
 from model.pipeline import (
     decode_frames,
     encode_reference,
@@ -41,9 +43,20 @@ from train.examples import Example, build_example, needed_frames
 log = logging.getLogger(__name__)
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
-METRICS: dict[str, Metric] = {}
+
+
+def _clip_mean(name: str) -> Metric:
+    def metric(generated: np.ndarray, real: np.ndarray) -> float:
+        return float(FRAME_METRICS[name](generated, real).mean())
+
+    return metric
+
+
+METRICS: dict[str, Metric] = {name: _clip_mean(name) for name in FRAME_METRICS}
 """name -> metric(generated (T, H, W, 3) uint8, real (T, H, W, 3) uint8); each is logged as
-``validation/NAME`` (empty here; evaluation adds its metrics)."""
+``validation/NAME``: the cheap per-frame metrics of :mod:`model.metrics.frame` (L1, PSNR,
+SSIM, averaged over the clip's frames, at the training canvas without the unified standard's
+crop, so they follow a run, not a published table; ``python -m model.evaluate`` gives those)."""
 
 
 @dataclass

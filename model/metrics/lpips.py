@@ -23,6 +23,7 @@ SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 TAPS = (1, 4, 7, 9, 11)  # ReLU outputs of features (relu1..relu5)
 CHANNELS = (64, 192, 384, 256, 256)
+MIN_SIZE = 32  # smaller inputs vanish in AlexNet's strided conv and pools
 
 
 def alexnet_features() -> nn.Sequential:
@@ -60,6 +61,8 @@ class LPIPS(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        self.shift: torch.Tensor
+        self.scale: torch.Tensor
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1), persistent=False)
         self.features = alexnet_features()
@@ -78,6 +81,8 @@ class LPIPS(nn.Module):
         return out
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if min(a.shape[-2:]) < MIN_SIZE:
+            raise ValueError(f"LPIPS-Alex needs images of at least {MIN_SIZE} px, got {a.shape}")
         total = torch.zeros(a.shape[0], device=a.device, dtype=a.dtype)
         for k, (fa, fb) in enumerate(zip(self.taps(a), self.taps(b), strict=True)):
             na = fa / (fa.square().sum(1, keepdim=True).sqrt() + 1e-10)

@@ -203,7 +203,7 @@ def test_loaders_read_published_layouts_strictly(tmp_path: Path) -> None:
     inc = FIDInception().state_dict()
     inc["fc.weigth"] = inc.pop("fc.weight")  # a renamed key is an error naming it
     torch.save(inc, tmp_path / "pt_inception-2015-12-05-6726825d.pth")
-    with pytest.raises(ValueError, match="fc.weigth"):
+    with pytest.raises(ValueError, match=r"fc\.weigth"):
         load_fid_inception(tmp_path)
 
     torch.jit.script(StandInI3D()).save(str(tmp_path / "i3d_torchscript.pt"))
