@@ -9,7 +9,7 @@ TORCH_VERSION := 2.13.0
 export MCANIM_ASSETS ?= $(abspath ../shared/assets)
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo demo-cpu demo-paper demo-assets train-demo test lint format typecheck clean system-deps
+.PHONY: setup demo demo-cpu demo-paper demo-assets train-demo eval-demo test lint format typecheck clean system-deps
 
 setup: $(STAMP)
 
@@ -68,6 +68,12 @@ demo-paper: $(STAMP)
 train-demo: demo-assets $(STAMP)
 	@test -f $(DEMO_OUT)/config.yaml || $(MAKE) --no-print-directory demo-cpu
 	jobs/train_demo.sh $(DEMO_OUT) out/train_demo "$(MCANIM_ASSETS)"
+
+# Evaluation of the train-demo model on the held-out demo clip (python -m model.evaluate):
+# tiny random model, stand-in feature networks unless their files are in MCANIM_WEIGHTS.
+eval-demo: $(STAMP)
+	@test -f out/train_demo/stage2/export/config.yaml || $(MAKE) --no-print-directory train-demo
+	jobs/eval_demo.sh $(DEMO_OUT) out/train_demo out/eval_demo
 
 # Checked before the (minutes-long) setup, so a missing file is reported at once.
 demo-assets:

@@ -217,13 +217,12 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         "clips": sorted(generated[cfg.ablate[0]]),
         "variants": {},
     }
-    sheets = []
+    sheets: list[str] = []
+    real = {k: unify(c["real"], cfg.standard) for k, c in generated[cfg.ablate[0]].items()}
+    real_features: dict[str, np.ndarray] = {}  # the same real clips for every variant
     for variant, clips in generated.items():
-        pairs = [
-            (unify(c["generated"], cfg.standard), unify(c["real"], cfg.standard))
-            for c in clips.values()
-        ]
-        per_clip, metrics = score_clips(pairs, nets, cfg.standard)
+        pairs = [(unify(c["generated"], cfg.standard), real[k]) for k, c in clips.items()]
+        per_clip, metrics = score_clips(pairs, nets, cfg.standard, real_features)
         for name in ("l1", "psnr", "ssim"):
             if name not in cfg.metrics:
                 metrics.pop(name, None)

@@ -150,9 +150,16 @@ def video_features(name: str, net: nn.Module, clips: list[np.ndarray]) -> np.nda
 
 
 def score_clips(
-    pairs: Sequence[tuple[np.ndarray, np.ndarray]], nets: FeatureNets, standard: Standard
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    nets: FeatureNets,
+    standard: Standard,
+    real_features: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, object]]:
-    """(per-clip frame metrics, dataset metrics) of (generated, real) unified clips."""
+    """(per-clip frame metrics, dataset metrics) of (generated, real) unified clips.
+
+    ``real_features`` caches the real side's features by metric name across calls that score
+    variants against the same real clips (the ablations)."""
+    cache = {} if real_features is None else real_features
     per_clip: dict[str, dict[str, float]] = {}
     frame_values: dict[str, list[float]] = {}
     for i, (gen, real) in enumerate(pairs):
@@ -171,9 +178,9 @@ def score_clips(
         if len(gen_all) < 2:
             skipped["fid"] = "FID needs at least 2 frames"
         else:
-            dataset["fid"] = feature_distance(
-                image_features(nets.fid, gen_all), image_features(nets.fid, real_all)
-            )
+            if "fid" not in cache:
+                cache["fid"] = image_features(nets.fid, real_all)
+            dataset["fid"] = feature_distance(image_features(nets.fid, gen_all), cache["fid"])
     gen_segs = [s for g, _ in pairs for s in segments(g, standard.clip_len)]
     real_segs = [s for _, r in pairs for s in segments(r, standard.clip_len)]
     dataset["segments"] = len(gen_segs)
@@ -187,9 +194,9 @@ def score_clips(
                 f"needs at least 2 segments of {standard.clip_len} frames, got {len(gen_segs)}"
             )
             continue
-        dataset[name] = feature_distance(
-            video_features(name, net, gen_segs), video_features(name, net, real_segs)
-        )
+        if name not in cache:
+            cache[name] = video_features(name, net, real_segs)
+        dataset[name] = feature_distance(video_features(name, net, gen_segs), cache[name])
     dataset["skipped"] = skipped
     dataset["stand_in"] = nets.stand_in
     return per_clip, dataset
