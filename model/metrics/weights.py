@@ -1,9 +1,10 @@
 """Where the feature networks' published weight files come from and where they are looked for.
 
 Every file is looked for as ``$MCANIM_WEIGHTS/metrics/NAME`` (default
-``~/.cache/mcanim/weights/metrics/NAME``; ``python -m preprocess.weights fetch lpips_alex
-fid_inception fid_vid_resnet3d fvd_i3d`` downloads them there) unless an explicit path is
-given (``--weights DIR`` of ``python -m model.evaluate``: files looked up in DIR).
+``~/.cache/mcanim/weights/metrics/NAME``), or in ``--weights DIR`` of ``python -m
+model.evaluate``. They are downloaded by hand from the URLs below (``preprocess.weights``
+manages the extractors' files only: its ``fetch`` runs in ``make demo-paper``, and one of
+these files sits in a Google Drive folder with no direct URL).
 """
 
 from __future__ import annotations
