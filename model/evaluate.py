@@ -247,12 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     cfg = parse_args(argv)
     try:
-        report = run(cfg)
+        run(cfg)
     except (FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         return 2
     print((Path(cfg.out) / "report.md").read_text())
-    del report
     return 0
 
 
