@@ -133,6 +133,16 @@ def build_dataset(sources: list[str], cfg: PreprocessConfig, run_meta: dict[str,
 def _model_stage(
     ds: Any, actor: type[ModelActor], cfg: PreprocessConfig, actors: int, cpus: float, gpus: float
 ) -> Any:
+    if gpus > 0 and not ray.cluster_resources().get("GPU"):
+        # An actor asking for a GPU the cluster does not have would wait forever; a GPU preset
+        # (paper.yaml) still runs, slowly, on a CPU-only cluster.
+        log.warning(
+            "run.%s_gpus=%g but the cluster has no GPU: the %s actors run on CPU",
+            actor.name,
+            gpus,
+            actor.name,
+        )
+        gpus = 0.0
     return ds.map_batches(
         actor,
         fn_constructor_kwargs={"cfg": cfg},

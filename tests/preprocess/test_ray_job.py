@@ -109,7 +109,10 @@ def test_ray_job_writes_what_the_local_run_writes(
 ) -> None:
     overrides = job_overrides(movenet_onnx)
     local_cfg = load_config(PreprocessConfig, CPU_PRESET, [*overrides, "run.runner=local"])
-    ray_cfg = load_config(PreprocessConfig, CPU_PRESET, [*overrides, "run.pose_actors=2"])
+    # A GPU fraction on this GPU-less instance must fall back to CPU, not wait forever.
+    ray_cfg = load_config(
+        PreprocessConfig, CPU_PRESET, [*overrides, "run.pose_actors=2", "run.flow_gpus=0.5"]
+    )
     local = run([str(videos)], tmp_path / "local", local_cfg)
     killer = ActorKiller()
     killer.start()
