@@ -80,7 +80,7 @@ class FeatureNets:
             log.warning("STAND-IN feature networks (random weights): LPIPS/FID/FVD not metrics")
             torch.manual_seed(0)
             makers: dict[str, Callable[[], nn.Module]] = {
-                "lpips": LPIPS,
+                "lpips": _stand_in_lpips,
                 "fid": FIDInception,
                 "fid_vid": ResNet3D,
                 "fvd": lambda: torch.jit.script(StandInI3D()),
@@ -102,6 +102,17 @@ class FeatureNets:
                 nets.skipped[name] = str(exc)
                 log.warning("%s skipped: %s", name, exc)
         return nets
+
+
+def _stand_in_lpips() -> nn.Module:
+    """Random LPIPS whose heads are non-negative, as the published heads are (they were trained
+    with their weights clamped at zero), so even a stand-in distance is never negative."""
+    net = LPIPS()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.startswith("lin"):
+                p.abs_()
+    return net
 
 
 def _tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:

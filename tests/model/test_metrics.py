@@ -18,7 +18,7 @@ from model.metrics.inception import FIDInception, load_fid_inception
 from model.metrics.lpips import LPIPS, load_lpips
 from model.metrics.resnet3d import ResNet3D, load_resnet3d
 from model.metrics.standard import Standard, segments, unify
-from model.metrics.suite import FeatureNets, StandInI3D, score_clips
+from model.metrics.suite import FeatureNets, StandInI3D, lpips_frames, score_clips
 
 
 def video(t: int = 3, h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
@@ -254,3 +254,11 @@ def test_score_clips_with_stand_in_networks() -> None:
     assert set(per_clip["0"]) == {"l1", "psnr", "ssim", "lpips"}
     short = score_clips([(real[0][:3], real[0][:3])], FeatureNets(fvd=StandInI3D()), std)[1]
     assert "fvd" not in short and "segments" in short["skipped"]["fvd"]
+
+
+def test_stand_in_networks_give_a_non_negative_lpips() -> None:
+    nets = FeatureNets.load(["lpips"], stand_in=True)
+    assert nets.lpips is not None and nets.stand_in
+    a, b = video(2, 64, 64, seed=1), video(2, 64, 64, seed=2)
+    assert lpips_frames(nets.lpips, a, a) == [0.0, 0.0]
+    assert min(lpips_frames(nets.lpips, a, b)) > 0
