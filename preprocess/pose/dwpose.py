@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from preprocess.config import PoseConfig
-from preprocess.devices import onnx_providers
+from preprocess.devices import onnx_providers, onnx_session_options
 from preprocess.pose.base import PoseBackend, register_pose_backend, require_model_file
 from preprocess.pose.layout import NUM_KEYPOINTS
 from preprocess.weights_id import backend_identity
@@ -77,11 +77,8 @@ class OnnxModel:
     def __init__(self, path: Path, device: str, threads: int, default_hw: tuple[int, int]):
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        if threads > 0:
-            options.intra_op_num_threads = threads
         self.session: Any = ort.InferenceSession(
-            str(path), sess_options=options, providers=onnx_providers(device)
+            str(path), sess_options=onnx_session_options(threads), providers=onnx_providers(device)
         )
         spec = self.session.get_inputs()[0]
         self.input = spec.name

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from preprocess.config import PoseConfig
+from preprocess.devices import onnx_session_options
 from preprocess.pose.base import PoseBackend, register_pose_backend, require_model_file
 from preprocess.pose.layout import NUM_KEYPOINTS
 
@@ -94,11 +95,8 @@ class MoveNetBackend(PoseBackend):
         import onnxruntime as ort
 
         path = require_model_file(cfg.model, "pose.model", MOVENET_HOWTO)
-        options = ort.SessionOptions()
-        if cfg.threads > 0:
-            options.intra_op_num_threads = cfg.threads
         self._session: Any = ort.InferenceSession(
-            str(path), sess_options=options, providers=_providers()
+            str(path), sess_options=onnx_session_options(cfg.threads), providers=_providers()
         )
         self._input = self._session.get_inputs()[0].name
         log.info("MoveNet %s on %s", path, self._session.get_providers()[0])
