@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -152,6 +153,13 @@ def main() -> int:
         for name, rate in alone.items():
             print(f"{name:<14}{before[name]:>10.1f}{after[name]:>10.1f}{rate:>10.1f}")
         print(f"slowest stage: {slowest} at {alone[slowest]:.1f} frames/s")
+        # Each stage alone has every pinned core; sharing them, no runner can beat the sum of
+        # the stages' times per frame. Efficiency above this bound needs more cores than stages.
+        bound = 1.0 / sum(1.0 / r for r in alone.values() if math.isfinite(r) and r > 0)
+        print(
+            f"bound for any runner on these cores (sum of the stages' times): {bound:.1f} "
+            f"frames/s, efficiency {bound / alone[slowest]:.2f}"
+        )
         print(f"{'runner':<14}{'frames':>8}{'wall s':>9}{'frames/s':>10}{'efficiency':>12}")
         for runner, (n, wall, _) in results.items():
             rate = n / wall
