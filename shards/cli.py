@@ -1,29 +1,38 @@
 """``python -m shards stats|validate|select``: inspect and curate a preprocessing output.
 
-Exit codes: 0 success; 1 ``validate`` found problems; 2 bad usage (unknown output folder,
-a ``--where`` expression DuckDB cannot evaluate). Results go to stdout, logs to stderr.
+OUT is a local folder or a URI (``s3://bucket/out``, through ``shards.storage``). Exit codes:
+0 success; 1 ``validate`` found problems; 2 bad usage (not a preprocessing output, a
+``--where`` expression DuckDB cannot evaluate, storage that cannot be read). Results go to
+stdout, logs to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shards.config import HelpFormatter
+from shards.logs import setup_logging
 from shards.reader import WhereError, read_clips, read_videos
 from shards.schema import SHARDS_DIR, VIDEOS_DIR
 from shards.stats import format_summary, summarize, write_plots
+from shards.storage import canonical, is_dir, uri_join, write_text
 from shards.validate import validate
 
+OUTPUT_HELP = "preprocessing output: a folder, or a URI such as s3://bucket/out"
 WHERE_HELP = (
     "SQL boolean expression over the clips table's columns, evaluated with DuckDB, e.g. "
     '"bg_flow_mean < 20 and characters_max >= 1" (columns: docs/shards.md)'
+)
+EPILOG = (
+    "Exit codes: 0 success; 1 validate found problems; 2 bad usage. s3:// outputs use the "
+    "usual AWS variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+    "AWS_DEFAULT_REGION). Run 'python -m shards COMMAND --help' for a command's options."
 )
 
 
@@ -32,9 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m shards",
         description="Inspect, check and curate a preprocessing output "
         "(OUT/shards/*.tar + OUT/stats/{clips,videos}/*.parquet).",
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging (default: INFO)"
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do with OUT:"
+    )
 
     stats = sub.add_parser(
         "stats",
@@ -42,20 +57,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the paper-style summary (Appendix A.1) of an output, with the "
         "paper's numbers alongside. With --where, clips are filtered and video statistics "
         "cover the videos of the selected clips.",
+        formatter_class=HelpFormatter,
     )
-    stats.add_argument("output", type=Path, help="preprocessing output folder")
+    stats.add_argument("output", metavar="OUT", help=OUTPUT_HELP)
     stats.add_argument("--where", help=WHERE_HELP)
-    stats.add_argument("--plots", type=Path, metavar="DIR", help="also write PNG plots to DIR")
-    stats.add_argument("--json", action="store_true", help="print the summary as JSON")
+    stats.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="also write PNG histograms (bg_flow_mean.png, occlusion_rate.png, "
+        "characters.png) to DIR, a folder or a URI",
+    )
+    stats.add_argument(
+        "--json", action="store_true", help="print the summary as JSON instead of a table"
+    )
 
     check = sub.add_parser(
         "validate",
         help="check every shard against its Parquet rows (exit 1 on any problem)",
-        description="Decode every field of every sample and check it against its Parquet row; "
-        "check for orphan or tmp files and for video rows that disagree with their clips. "
-        "Exit 0 when everything agrees, 1 otherwise.",
+        description="Decode every field of every sample and check it against its Parquet row "
+        "(and its format version); check for orphan tars or Parquet files and for video rows "
+        "that disagree with their clips; on a local output also for tmp and staging files "
+        "left by interrupted writers. Exit 0 when everything agrees, 1 otherwise.",
+        formatter_class=HelpFormatter,
     )
-    check.add_argument("output", type=Path, help="preprocessing output folder")
+    check.add_argument("output", metavar="OUT", help=OUTPUT_HELP)
 
     select = sub.add_parser(
         "select",
@@ -63,20 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Select clips with a SQL expression and write their keys and the shards "
         "holding them. FILE ending in .txt gets one key per line; any other name gets JSON "
         "{root, where, n_clips, shards: [paths], keys: [...]}.",
+        formatter_class=HelpFormatter,
     )
-    select.add_argument("output", type=Path, help="preprocessing output folder")
+    select.add_argument("output", metavar="OUT", help=OUTPUT_HELP)
     select.add_argument("--where", required=True, help=WHERE_HELP)
-    select.add_argument("--to", required=True, type=Path, metavar="FILE", help="output file")
+    select.add_argument(
+        "--to",
+        required=True,
+        metavar="FILE",
+        help="file to write (.txt: keys, one per line; else JSON), written atomically",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging("DEBUG" if args.verbose else "INFO")
     commands = {"stats": run_stats, "validate": run_validate, "select": run_select}
     try:
         if args.command != "validate":
@@ -85,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     except (WhereError, NotADirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (ValueError, OSError) as exc:  # a URI pyarrow cannot open, storage errors
+        print(f"error: {args.output}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
 
 
-def check_output(root: Path) -> None:
-    if not (root / SHARDS_DIR).is_dir() and not (root / VIDEOS_DIR).is_dir():
+def check_output(root: str) -> None:
+    if not is_dir(uri_join(root, SHARDS_DIR)) and not is_dir(uri_join(root, VIDEOS_DIR)):
         raise NotADirectoryError(f"{root} is not a preprocessing output (no shards/ or stats/)")
 
 
@@ -117,25 +147,24 @@ def run_validate(args: argparse.Namespace) -> int:
 def run_select(args: argparse.Namespace) -> int:
     clips = read_clips(args.output, where=args.where, columns=["key", "shard"])
     payload = selection(args.output, args.where, clips)
-    target: Path = args.to
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.suffix == ".txt":
-        target.write_text("".join(f"{k}\n" for k in payload["keys"]))
+    target: str = args.to
+    if target.endswith(".txt"):
+        write_text(target, "".join(f"{k}\n" for k in payload["keys"]))
     else:
-        target.write_text(json.dumps(payload, indent=1) + "\n")
+        write_text(target, json.dumps(payload, indent=1) + "\n")
     print(f"selected {payload['n_clips']} clips in {len(payload['shards'])} shards -> {target}")
     return 0
 
 
-def selection(root: Path, where: str, clips: pa.Table) -> dict[str, Any]:
-    """The JSON written by ``select``: shard paths in order of first appearance."""
+def selection(root: str, where: str, clips: pa.Table) -> dict[str, Any]:
+    """The JSON written by ``select``: shard paths (or URIs) in order of first appearance."""
     keys = clips["key"].to_pylist()
     names = list(dict.fromkeys(clips["shard"].to_pylist()))
-    base = root.resolve() / SHARDS_DIR
+    base = canonical(root)
     return {
-        "root": str(root.resolve()),
+        "root": base,
         "where": where,
         "n_clips": len(keys),
-        "shards": [str(base / n) for n in names],
+        "shards": [uri_join(base, SHARDS_DIR, n) for n in names],
         "keys": keys,
     }

@@ -14,7 +14,8 @@ field          bytes                                                            
 ``order.npz``  ``np.savez_compressed`` of one uint8 ``(T, h, w)`` array             exact
 ``ranks.npy``  ``np.save`` of int8 ``(T, P)``, -1 where the track is absent         exact
 ``json``       UTF-8 JSON object; numpy scalars/arrays become numbers/lists and     NaN→null
-               NaN/inf become null
+               NaN/inf become null; ``encode_sample`` adds ``format_version``
+               (``schema.FORMAT_VERSION``), ``decode_sample`` checks and removes it
 =============  ===================================================================  ==========
 
 float16 rounds to nearest: for ``|x| >= 2**-14`` the error is at most ``|x| * 2**-11``
@@ -29,67 +30,36 @@ import io
 import json
 import math
 from collections.abc import Collection, Mapping
-from fractions import Fraction
 from typing import Any
 
-import av
 import numpy as np
 
-from shards.schema import FIELDS, NUM_KEYPOINTS, REQUIRED_FIELDS, Sample, check_key
+from shards.schema import (
+    FIELDS,
+    NUM_KEYPOINTS,
+    REQUIRED_FIELDS,
+    Sample,
+    check_format_version,
+    check_key,
+    with_format_version,
+)
+from shards.video import FPS_MAX_DENOMINATOR as FPS_MAX_DENOMINATOR  # re-exported
+from shards.video import decode_h264, encode_h264
+from shards.video import fps_fraction as fps_fraction  # re-exported
 
 FLOAT16_MAX = 65504.0
 FLOAT16_REL_ERROR = 2.0**-11
 """Largest relative error of the float16 round trip for normal numbers (>= 2**-14)."""
 FLOAT16_ABS_ERROR_SUBNORMAL = 2.0**-25
 """Largest absolute error of the float16 round trip below 2**-14."""
-FPS_MAX_DENOMINATOR = 1001
 
 
-# -- mp4 ---------------------------------------------------------------------------------------
+# -- mp4 (shards/video.py) ---------------------------------------------------------------------
 
-
-def encode_frames(frames: np.ndarray, fps: float, crf: int = 18, preset: str = "medium") -> bytes:
-    """``(T, H, W, 3)`` uint8 RGB frames -> H.264 MP4 bytes (yuv420p, so H and W must be even)."""
-    _check(frames.dtype == np.uint8, f"frames must be uint8, got {frames.dtype}")
-    _check(
-        frames.ndim == 4 and frames.shape[-1] == 3 and frames.shape[0] >= 1,
-        f"frames must be (T >= 1, H, W, 3) RGB, got {frames.shape}",
-    )
-    h, w = frames.shape[1:3]
-    _check(
-        h % 2 == 0 and w % 2 == 0,
-        f"H.264 yuv420p needs even frame sizes, got {w}x{h} (W x H); crop or resize the clip "
-        "to even sizes before encoding",
-    )
-    _check(math.isfinite(fps) and fps > 0, f"fps must be a positive number, got {fps}")
-    _check(0 <= int(crf) <= 51, f"crf must be in 0..51, got {crf}")
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps_fraction(fps))
-        stream.width, stream.height = w, h
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(int(crf)), "preset": preset}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return buf.getvalue()
-
-
-def decode_frames(data: bytes) -> tuple[np.ndarray, float]:
-    """MP4 bytes -> (``(T, H, W, 3)`` uint8 RGB frames, fps stored in the stream)."""
-    with av.open(io.BytesIO(data), "r") as container:
-        _check(len(container.streams.video) > 0, "mp4 field has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-        rate = stream.average_rate or stream.guessed_rate
-    _check(len(frames) > 0, "mp4 field holds no frames")
-    return np.stack(frames), float(rate) if rate else 0.0
-
-
-def fps_fraction(fps: float) -> Fraction:
-    """The frame rate as stored in the stream: nearest fraction with denominator <= 1001."""
-    return Fraction(fps).limit_denominator(FPS_MAX_DENOMINATOR)
+encode_frames = encode_h264
+"""``(T, H, W, 3)`` uint8 RGB frames -> H.264 MP4 bytes (``video.encode_h264``)."""
+decode_frames = decode_h264
+"""MP4 bytes -> (frames, fps) (``video.decode_h264``)."""
 
 
 # -- arrays ------------------------------------------------------------------------------------
@@ -273,7 +243,8 @@ def encode_sample(
 ) -> dict[str, bytes | str]:
     """A sample as WebDataset fields: ``__key__`` (str) and the ``FIELDS`` (bytes); ``depth.npz``
     only when ``sample.depth`` is not None. ``crf``/``preset`` go to x264, ``flow_step`` to
-    :func:`encode_flow`. Raises ValueError on inconsistent shapes."""
+    :func:`encode_flow`. The ``json`` field is ``sample.meta`` plus ``format_version``.
+    Raises ValueError on inconsistent shapes."""
     check_key(sample.key)
     errors = sample_shape_errors(sample)
     if errors:
@@ -286,7 +257,7 @@ def encode_sample(
         "mask.npz": encode_mask(sample.mask),
         "order.npz": encode_order(sample.order),
         "ranks.npy": encode_ranks(sample.ranks),
-        "json": encode_json(sample.meta),
+        "json": encode_json(with_format_version(sample.meta)),
     }
     if sample.depth is not None:
         out["depth.npz"] = encode_depth(sample.depth)
@@ -316,7 +287,8 @@ def decode_sample(raw: Mapping[str, Any], fields: Collection[str] | None = None)
     ``fields`` (names from ``FIELDS``) limits decoding to those fields, for speed: the others
     are left as empty arrays of the right dtype and rank (e.g. ``frames.shape == (0, 0, 0, 3)``)
     and ``depth`` as None. ``json`` is always decoded; without ``mp4``, ``fps`` comes from the
-    metadata. A requested required field that is missing raises KeyError.
+    metadata. A requested required field that is missing raises KeyError; a sample of
+    another format version raises ``schema.FormatVersionError`` (see ``encode_sample``).
     """
     wanted = set(FIELDS if fields is None else fields)
     unknown = wanted - set(FIELDS)
@@ -327,7 +299,7 @@ def decode_sample(raw: Mapping[str, Any], fields: Collection[str] | None = None)
     if missing or "json" not in raw:
         raise KeyError(f"sample {key} lacks fields {missing or ['json']}")
     arrays: dict[str, np.ndarray] = {f: np.zeros(s, d) for f, (s, d) in _EMPTY.items()}
-    meta = decode_json(_bytes(raw["json"]))
+    meta = check_format_version(decode_json(_bytes(raw["json"])), f"sample {key}")
     fps = float(meta.get("fps") or 0.0)
     if "mp4" in wanted:
         arrays["mp4"], fps = decode_frames(_bytes(raw["mp4"]))

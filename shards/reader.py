@@ -1,12 +1,11 @@
 """Reading an output: its shards, its Parquet statistics (filtered with SQL) and its samples.
 
-Everything goes through a ``pyarrow.fs`` file system chosen from the root by
-:func:`filesystem`: local paths, and any URI pyarrow knows (``s3://bucket/out`` through
-``pyarrow.fs.S3FileSystem``, configured by the usual AWS variables: ``AWS_ENDPOINT_URL``,
-``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``). Listings of a
-remote root return URIs, so every path handed on names its file system. Reading writes nothing:
-DuckDB runs in memory with file access and spilling disabled, and the webdataset pipeline
-here has no shard cache (``wds.WebDataset`` would cache shards when ``WDS_CACHE`` is set).
+Every file is opened through ``shards.storage`` (local paths and ``s3://`` URIs alike; a
+listing of a remote root returns URIs, so every path handed on names its file system);
+``is_remote``, ``filesystem`` and ``uri_join`` are re-exported from there for older imports.
+Reading writes nothing: DuckDB runs in memory with file access and spilling disabled, and
+the webdataset pipeline here has no shard cache (``wds.WebDataset`` would cache shards when
+``WDS_CACHE`` is set).
 
 A shard belongs to the output once its clips Parquet file exists (see ``writer.py``); a tar
 without one is an orphan left by a crash and is not read.
@@ -22,7 +21,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
-import pyarrow.fs as pafs
 import webdataset as wds
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
@@ -36,58 +34,38 @@ from shards.schema import (
     VIDEOS_DIR,
     Sample,
 )
+from shards.storage import filesystem, is_dir, is_remote, list_dir, open_input, uri_join
 
 log = logging.getLogger(__name__)
 
 PathLike = str | Path
+
+__all__ = [
+    "WhereError",
+    "clip_files",
+    "filesystem",
+    "filter_table",
+    "is_remote",
+    "iter_raw",
+    "iter_samples",
+    "read_clips",
+    "read_videos",
+    "shard_paths",
+    "uri_join",
+    "video_files",
+]
 
 
 class WhereError(ValueError):
     """A ``where`` expression that DuckDB cannot evaluate over the table."""
 
 
-def is_remote(root: PathLike) -> bool:
-    """Whether ``root`` is a URI of a non-local file system (``s3://...``)."""
-    text = str(root)
-    return "://" in text and not text.startswith("file://")
-
-
-def filesystem(root: PathLike) -> tuple[pafs.FileSystem, str]:
-    """(file system, path in it) of a local path or a URI (``s3://bucket/key``)."""
-    text = str(root)
-    if not is_remote(text):
-        return pafs.LocalFileSystem(), str(Path(text.removeprefix("file://")).resolve())
-    try:
-        fs, path = pafs.FileSystem.from_uri(text)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
-        raise ValueError(f"{text}: not a file system URI pyarrow can open ({exc})") from exc
-    return fs, path.rstrip("/")
-
-
-def uri_join(root: PathLike, *parts: str) -> str:
-    """``root/part/...`` for a local path or a URI."""
-    return "/".join([str(root).rstrip("/"), *parts])
-
-
-def _as_uri(root: PathLike, path: str) -> str:
-    """A path of ``root``'s file system as something :func:`filesystem` opens again."""
-    text = str(root)
-    return f"{text.split('://', 1)[0]}://{path}" if is_remote(text) else path
-
-
 def _list(root: PathLike, sub: str, suffix: str) -> list[str]:
     """Sorted visible files ``root/sub/*{suffix}`` (no hidden tmp files), as paths or URIs."""
-    fs, base = filesystem(root)
-    if fs.get_file_info(base).type != pafs.FileType.Directory:
+    if not is_dir(root):
         raise FileNotFoundError(f"{root}: no such output folder")
-    infos = fs.get_file_info(pafs.FileSelector(f"{base}/{sub}", allow_not_found=True))
-    return sorted(
-        _as_uri(root, i.path)
-        for i in infos
-        if i.type == pafs.FileType.File
-        and i.base_name.endswith(suffix)
-        and not i.base_name.startswith(".")
-    )
+    entries = list_dir(uri_join(root, sub))
+    return [e.path for e in entries if e.is_file and e.name.endswith(suffix)]
 
 
 def clip_files(root: PathLike) -> list[str]:
@@ -212,8 +190,7 @@ def iter_raw(
 def _open_shards(items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Open each shard for streaming, and close it once its samples have been read."""
     for item in items:
-        fs, path = filesystem(item["url"])
-        with fs.open_input_stream(path) as stream:
+        with open_input(item["url"]) as stream:
             yield {**item, "stream": stream}
 
 

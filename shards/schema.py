@@ -24,20 +24,30 @@ Field names and encodings of a sample (the extension decides the decoder; see ``
 ``mask.npz``   union dilation mask ``(T, h, w)`` uint8 0/1, deflated
 ``order.npz``  depth-order map ``(T, h, w)`` uint8, deflated
 ``ranks.npy``  ``(T, P)`` int8, -1 where the track is absent
-``json``       metadata (see :class:`Sample.meta`)
+``json``       metadata (see :class:`Sample.meta`) and ``format_version``
 =============  ===============================================================================
+
+The layout and encodings above are version :data:`FORMAT_VERSION` of the output format. A
+file of an output records it (:func:`with_format_version` when writing; every sample's
+``json`` gets it from ``codec.encode_sample``) and readers check it
+(:func:`check_format_version`, in ``codec.decode_sample`` and ``validate``), refusing data of
+an older or newer format with a message saying what to do. A change of the format bumps it.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+FORMAT_VERSION = 1
+"""Version of the preprocessing output format (this module and ``codec.py``)."""
+FORMAT_VERSION_KEY = "format_version"
 
 SHARDS_DIR = "shards"
 CLIPS_DIR = "stats/clips"
@@ -71,6 +81,43 @@ def check_key(key: str) -> str:
             "paths; hash the source instead)"
         )
     return key
+
+
+class FormatVersionError(ValueError):
+    """Data written in another version of the output format than this code reads."""
+
+
+def with_format_version(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` (a sample's metadata, an output's config) with ``format_version``."""
+    rest = {k: v for k, v in data.items() if k != FORMAT_VERSION_KEY}
+    return {FORMAT_VERSION_KEY: FORMAT_VERSION, **rest}
+
+
+def check_format_version(data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``data`` without its ``format_version`` once that is the version this code reads;
+    else :class:`FormatVersionError` naming ``what`` (e.g. ``"sample KEY of OUT/shards/..."``),
+    the version read, the version this code reads, and what to do."""
+    rest = {k: v for k, v in data.items() if k != FORMAT_VERSION_KEY}
+    version = data.get(FORMAT_VERSION_KEY)
+    reads = f"this code reads format version {FORMAT_VERSION}"
+    redo = "re-run preprocessing (python -m preprocess) into a new output folder"
+    if version is None:
+        raise FormatVersionError(
+            f"{what}: no format_version (written before output formats were versioned); "
+            f"{reads}: {redo}"
+        )
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise FormatVersionError(f"{what}: format_version {version!r} is not a number; {reads}")
+    if version < FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{what}: format version {version} is older than this code reads; {reads}: {redo}"
+        )
+    if version > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{what}: format version {version} is newer than this code reads; {reads}: "
+            "upgrade mcanim to read it (or re-run preprocessing with this version)"
+        )
+    return rest
 
 
 def shard_name(prefix: str, number: int) -> str:

@@ -1,6 +1,9 @@
 """One video's transaction: its encoded clips spilled to a private tar until commit or discard.
 
-Created by :meth:`shards.writer.ShardWriter.begin_video`; see ``writer.py`` for the protocol.
+Created by :meth:`shards.writer.ShardWriter.begin_video`, which hands it two callbacks: what
+``commit`` calls to move the staged clips into shards (the writer's transaction) and what is
+called once the staging is over. See ``writer.py`` for the protocol. This module knows
+nothing of the writer: the dependency is one-way (writer -> staging).
 """
 
 from __future__ import annotations
@@ -8,11 +11,11 @@ from __future__ import annotations
 import fcntl
 import logging
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import webdataset as wds
 
@@ -25,9 +28,6 @@ from shards.schema import (
     check_key,
     row_dict,
 )
-
-if TYPE_CHECKING:
-    from shards.writer import ShardWriter
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,26 @@ class VideoStaging:
 
     Also a context manager: an exception inside the block discards the video; leaving the
     block without ``commit`` or ``discard`` discards it and raises RuntimeError.
+
+    ``on_commit(staging, video_row)`` moves the staged clips (``read_back``) into shards and
+    records the row; ``on_close(staging)`` is called once the video is committed or
+    discarded and its staging tar deleted.
     """
 
-    def __init__(self, writer: ShardWriter, video_id: str, path: Path) -> None:
+    def __init__(
+        self,
+        video_id: str,
+        path: Path,
+        *,
+        on_commit: Callable[[VideoStaging, VideoRow], None],
+        on_close: Callable[[VideoStaging], None],
+    ) -> None:
         self.video_id = video_id
         self.path = path
         self.state = "open"
         """``open`` | ``committed`` | ``discarded``."""
-        self._writer = writer
+        self._on_commit = on_commit
+        self._on_close = on_close
         self._file = open(path, "xb")  # noqa: SIM115 (closed in _finish_tar)
         # Locked while open: remove_leftovers deletes only unlocked (dead writers') files.
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
@@ -121,7 +133,7 @@ class VideoStaging:
             )
         self._finish_tar()
         try:
-            self._writer._commit(self, video_row)
+            self._on_commit(self, video_row)
             self.state = "committed"
         finally:
             self._cleanup()
@@ -181,4 +193,4 @@ class VideoStaging:
 
     def _cleanup(self) -> None:
         self.path.unlink(missing_ok=True)
-        self._writer._forget(self)
+        self._on_close(self)

@@ -9,15 +9,17 @@ occlusion rate. Shares are over the rows where the value is known (non-null).
 
 from __future__ import annotations
 
+import io
 import logging
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from matplotlib.figure import Figure
+
+from shards.storage import PathLike, make_dirs, uri_join, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -211,11 +213,12 @@ def _num(x: float | None) -> str:
 # -- plots -------------------------------------------------------------------------------------
 
 
-def write_plots(clips: pa.Table, videos: pa.Table, out_dir: str | Path) -> list[Path]:
+def write_plots(clips: pa.Table, videos: pa.Table, out_dir: PathLike) -> list[str]:
     """PNG histograms like the paper's Fig. 11 (background-flow mean, log x, 1 px line) and
-    Fig. 12 (occlusion rate of multi-character clips), plus character-count bars."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    Fig. 12 (occlusion rate of multi-character clips), plus character-count bars, written to
+    a local folder or a URI (``shards.storage``); their paths."""
+    out = str(out_dir)
+    make_dirs(out)
     ok = videos.filter(pc.equal(videos["status"], "ok")) if videos.num_rows else videos
     summary = summarize(clips, videos)
     paths = [
@@ -223,11 +226,11 @@ def write_plots(clips: pa.Table, videos: pa.Table, out_dir: str | Path) -> list[
         _plot_occlusion(_multi(clips, "occlusion_rate_mean"), out),
         _plot_characters(summary["characters"], out),
     ]
-    log.info("wrote %s", ", ".join(str(p) for p in paths))
+    log.info("wrote %s", ", ".join(paths))
     return paths
 
 
-def _plot_bg_flow(clip_values: np.ndarray, video_values: np.ndarray, out: Path) -> Path:
+def _plot_bg_flow(clip_values: np.ndarray, video_values: np.ndarray, out: str) -> str:
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
     lo = 1e-2
@@ -243,10 +246,10 @@ def _plot_bg_flow(clip_values: np.ndarray, video_values: np.ndarray, out: Path) 
     ax.set_ylabel("count")
     ax.set_title("Background-flow mean (cf. paper Fig. 11: 12% of videos < 1 px)")
     ax.legend(fontsize=8)
-    return _save(fig, out / "bg_flow_mean.png")
+    return _save(fig, uri_join(out, "bg_flow_mean.png"))
 
 
-def _plot_occlusion(values: np.ndarray, out: Path) -> Path:
+def _plot_occlusion(values: np.ndarray, out: str) -> str:
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
     ax.hist(
@@ -259,10 +262,10 @@ def _plot_occlusion(values: np.ndarray, out: Path) -> Path:
     ax.set_ylabel("clips")
     ax.set_title("Occlusion rate of multi-character clips (cf. Fig. 12: 0.05 / 0.13 / 0.21)")
     ax.legend(fontsize=8)
-    return _save(fig, out / "occlusion_rate.png")
+    return _save(fig, uri_join(out, "occlusion_rate.png"))
 
 
-def _plot_characters(characters: dict[str, Any], out: Path) -> Path:
+def _plot_characters(characters: dict[str, Any], out: str) -> str:
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(CHARACTER_BINS))
@@ -276,9 +279,11 @@ def _plot_characters(characters: dict[str, Any], out: Path) -> Path:
     ax.set_ylabel("share")
     ax.set_title("Character count")
     ax.legend(fontsize=8)
-    return _save(fig, out / "characters.png")
+    return _save(fig, uri_join(out, "characters.png"))
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=100)
+def _save(fig: Figure, path: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    write_bytes(path, buf.getvalue())
     return path

@@ -6,7 +6,13 @@ contiguous samples; a tar's keys equal its rows' keys; every field of every samp
 the arrays agree with each other (T, P, map size) and with the row (``n_frames``, ``width``,
 ``height``, ``map_width``, ``map_height``, ``n_tracks``, ``fps``); keys are unique; every
 clip's video has a row; an ok video's ``n_clips``/``n_frames`` match its clip rows, and a
-failed or skipped video has none.
+failed or skipped video has none; every sample's ``format_version`` is the one this code
+reads (``schema.check_format_version``).
+
+A remote output (``s3://...``) is read through ``shards.storage`` and checked the same way,
+except for leftovers: tmp and staging files exist only in local outputs (a remote writer
+works in a private local folder), so those checks run on local outputs only, and the report
+says so.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shards.codec import decode_sample, sample_shape_errors
@@ -30,10 +37,21 @@ from shards.schema import (
     REQUIRED_FIELDS,
     SHARDS_DIR,
     STAGING_DIR,
-    TMP_SUFFIX,
     VIDEO_SCHEMA,
     VIDEOS_DIR,
+    FormatVersionError,
     Sample,
+)
+from shards.storage import (
+    PathLike,
+    canonical,
+    is_dir,
+    is_remote,
+    is_tmp_name,
+    list_dir,
+    open_input,
+    read_bytes,
+    uri_join,
 )
 
 log = logging.getLogger(__name__)
@@ -49,6 +67,8 @@ class Report:
     samples: int = 0
     videos: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What was not checked, and why."""
 
     @property
     def ok(self) -> bool:
@@ -63,6 +83,7 @@ class Report:
             f"validated {self.root}: {self.shards} shards, {self.samples} samples decoded, "
             f"{self.clips} clip rows, videos: {videos}"
         ]
+        lines += [f"note: {n}" for n in self.notes]
         if self.problems:
             lines.append(f"{len(self.problems)} problem(s):")
             lines += [f"  {p}" for p in self.problems[:limit]]
@@ -72,16 +93,22 @@ class Report:
         return "\n".join(lines)
 
 
-def validate(root: str | Path) -> Report:
-    """Check an output end to end; never modifies it."""
-    out = Path(root)
-    report = Report(str(out))
-    if not (out / SHARDS_DIR).is_dir() and not (out / VIDEOS_DIR).is_dir():
-        report.add(str(out), "not a preprocessing output (no shards/ or stats/videos/)")
+def validate(root: PathLike) -> Report:
+    """Check an output (a local folder or a URI) end to end; never modifies it."""
+    out = canonical(root)
+    report = Report(out)
+    if not is_dir(uri_join(out, SHARDS_DIR)) and not is_dir(uri_join(out, VIDEOS_DIR)):
+        report.add(out, "not a preprocessing output (no shards/ or stats/videos/)")
         return report
-    _check_leftovers(out, report)
-    tars = _listing(out / SHARDS_DIR, ".tar", report)
-    parquets = _listing(out / CLIPS_DIR, ".parquet", report)
+    if is_remote(out):
+        report.notes.append(
+            "leftover checks (tmp files, staging files) are local-only: skipped for a remote "
+            "output (remote writers leave none there)"
+        )
+    else:
+        _check_leftovers(Path(out), report)
+    tars = _listing(out, SHARDS_DIR, ".tar", report)
+    parquets = _listing(out, CLIPS_DIR, ".parquet", report)
     for stem in sorted(tars.keys() - parquets.keys()):
         report.add(f"shards/{stem}.tar", "no clips Parquet file (orphan shard)")
     for stem in sorted(parquets.keys() - tars.keys()):
@@ -94,38 +121,34 @@ def validate(root: str | Path) -> Report:
             all_rows += rows
         report.shards += 1
     videos: list[dict[str, Any]] = []
-    for path in _listing(out / VIDEOS_DIR, ".parquet", report).values():
+    for path in _listing(out, VIDEOS_DIR, ".parquet", report).values():
         videos += _read_rows(path, VIDEO_SCHEMA, report) or []
     _check_tables(all_rows, videos, report)
     return report
 
 
 def _check_leftovers(out: Path, report: Report) -> None:
-    for path in sorted(out.rglob(f"*{TMP_SUFFIX}")):
+    for path in sorted(p for p in out.rglob(".*") if p.is_file() and is_tmp_name(p.name)):
         report.add(str(path.relative_to(out)), "tmp file left by an interrupted writer")
     staging = out / STAGING_DIR
     if staging.is_dir() and any(p.is_file() for p in staging.rglob("*")):
         report.add(STAGING_DIR, "staging files left by a writer (running, or crashed)")
 
 
-def _listing(folder: Path, suffix: str, report: Report) -> dict[str, Path]:
+def _listing(root: str, sub: str, suffix: str, report: Report) -> dict[str, str]:
     """stem -> path of the visible ``*{suffix}`` files; anything else visible is a problem."""
-    found: dict[str, Path] = {}
-    if not folder.is_dir():
-        return found
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith("."):
-            continue
-        if path.suffix == suffix and path.is_file():
-            found[path.stem] = path
+    found: dict[str, str] = {}
+    for entry in list_dir(uri_join(root, sub)):
+        if entry.is_file and entry.name.endswith(suffix):
+            found[entry.name.removesuffix(suffix)] = entry.path
         else:
-            report.add(str(path), f"unexpected entry (expected *{suffix} files only)")
+            report.add(entry.path, f"unexpected entry (expected *{suffix} files only)")
     return found
 
 
-def _read_rows(path: Path, schema: Any, report: Report) -> list[dict[str, Any]] | None:
+def _read_rows(path: str, schema: Any, report: Report) -> list[dict[str, Any]] | None:
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(read_bytes(path)))
     except Exception as exc:
         report.add(str(path), f"unreadable Parquet: {exc}")
         return None
@@ -135,13 +158,14 @@ def _read_rows(path: Path, schema: Any, report: Report) -> list[dict[str, Any]] 
     return table.to_pylist()
 
 
-def _check_shard(tar_path: Path, rows: list[dict[str, Any]], report: Report) -> None:
-    where = f"shards/{tar_path.name}"
+def _check_shard(tar_path: str, rows: list[dict[str, Any]], report: Report) -> None:
+    name = tar_path.rsplit("/", 1)[-1]
+    where = f"shards/{name}"
     by_key = {r["key"]: r for r in rows}
     if len(by_key) != len(rows):
         report.add(where, "its Parquet file lists a key twice")
     for r in rows:
-        if r["shard"] != tar_path.name:
+        if r["shard"] != name:
             report.add(where, f"row {r['key']} says shard {r['shard']!r}")
     seen: set[str] = set()
     try:
@@ -163,10 +187,10 @@ def _check_shard(tar_path: Path, rows: list[dict[str, Any]], report: Report) -> 
     log.debug("checked %s: %d samples", where, len(seen))
 
 
-def _tar_samples(path: Path, where: str, report: Report) -> Iterator[tuple[str, dict[str, Any]]]:
+def _tar_samples(path: str, where: str, report: Report) -> Iterator[tuple[str, dict[str, Any]]]:
     """(key, raw fields) of each run of members ``KEY.FIELD`` with the same key."""
     current: dict[str, Any] | None = None
-    with tarfile.open(path, "r|") as tar:
+    with open_input(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
             key, _, name = member.name.partition(".")
             reader = tar.extractfile(member) if member.isfile() else None
@@ -192,6 +216,8 @@ def check_sample(raw: dict[str, Any], row: dict[str, Any]) -> list[str]:
         return [f"missing fields {missing}"]
     try:
         sample = decode_sample(raw)
+    except FormatVersionError as exc:  # the same message for every sample of an old output
+        return [str(exc).removeprefix(f"sample {raw['__key__']}: ")]
     except Exception as exc:
         return [f"does not decode: {type(exc).__name__}: {exc}"]
     return sample_shape_errors(sample) + _row_mismatches(sample, row)

@@ -32,7 +32,7 @@ does so when it starts). A writer holds an advisory lock (``flock``) on each of 
 from its creation until it is published, so only files whose writer has died are deleted,
 even while other writers run.
 
-Object storage (``s3://bucket/out`` or any URI of ``shards.reader.filesystem``): the writer
+Object storage (``s3://bucket/out`` or any URI of ``shards.storage``): the writer
 works in a private local folder and uploads each finished file in the same order (tar, clips
 Parquet, videos Parquet) instead of renaming it; an object PUT is atomic, so readers see a
 shard whole or not at all, and the crash semantics above hold with "rename" read as "upload".
@@ -43,38 +43,38 @@ Names never collide: numbers continue after everything already in the output wit
 ``prefix``, and a number is claimed by creating its tmp tar exclusively (``O_EXCL``), so
 several writers, even with the same prefix, can append to one output on a shared POSIX file
 system. A writer is not thread-safe.
+
+Claiming names, publishing (rename or upload) and removing leftovers are in ``publish.py``;
+a video's staging tar is ``staging.py``, which the writer drives through two callbacks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-import pyarrow.dataset as pads
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import webdataset as wds
 
-from shards.reader import filesystem, is_remote, read_clips
+from shards.publish import (
+    Destination,
+    remove_if_empty,
+    sync,
+    tmp_path,
+    write_parquet,
+)
+from shards.publish import remove_leftovers as remove_leftovers  # re-exported
 from shards.schema import (
     CLIP_SCHEMA,
-    CLIPS_DIR,
-    NAME_RE,
     SHARD_PREFIX,
-    SHARDS_DIR,
     STAGING_DIR,
-    TMP_SUFFIX,
     VIDEO_SCHEMA,
-    VIDEOS_DIR,
     ClipRow,
     VideoRow,
     rows_to_table,
@@ -93,11 +93,6 @@ def tar_file_size(payload: int) -> int:
     """Size of a closed tar whose members take ``payload`` bytes (headers included)."""
     used = payload + 2 * TAR_BLOCK
     return -(-used // TAR_RECORD) * TAR_RECORD
-
-
-def tmp_path(final: Path) -> Path:
-    """Hidden tmp name beside ``final``: ``dir/.NAME.tmp`` (ignored by pyarrow and globs)."""
-    return final.with_name(f".{final.name}{TMP_SUFFIX}")
 
 
 @dataclass
@@ -132,25 +127,20 @@ class ShardWriter:
         shard_name(prefix, 0)  # validates the prefix
         self.uri = str(root)
         """Where the output lives (local folder or URI)."""
-        self._remote = filesystem(root) if is_remote(root) else None
-        self.root = Path(tempfile.mkdtemp(prefix="mcanim-writer-")) if self._remote else Path(root)
+        self._dest = Destination(self.uri, prefix)
+        self.root = self._dest.root
         """The local folder files are written in: the output itself, or a private work
         folder whose finished files are uploaded to a remote output."""
         self.max_clips, self.max_bytes, self.prefix = max_clips, max_bytes, prefix
-        self.shards_dir = self.root / SHARDS_DIR
-        self.clips_dir = self.root / CLIPS_DIR
-        self.videos_dir = self.root / VIDEOS_DIR
-        for d in (self.shards_dir, self.clips_dir, self.videos_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        self.shards_dir = self._dest.shards_dir
+        self.clips_dir = self._dest.clips_dir
+        self.videos_dir = self._dest.videos_dir
         token = f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
         self.staging_dir = self.root / STAGING_DIR / token
         self.staging_dir.mkdir(parents=True)
         self.written: list[str] = []
         """Names of the shards this writer closed (``shard-000000.tar``, ...)."""
-        self._key_shard = (
-            committed_keys(self.clips_dir) if self._remote is None else _remote_keys(self.uri)
-        )
-        self._next = self._first_free_number()
+        self._key_shard = self._dest.committed_keys()
         self._shard: _OpenShard | None = None
         self._pending_videos: list[VideoRow] = []
         self._stagings: dict[int, VideoStaging] = {}
@@ -161,7 +151,7 @@ class ShardWriter:
             "shard writer on %s (prefix %s, from number %d, %d clips already there)",
             self.uri,
             prefix,
-            self._next,
+            self._dest.next_number,
             len(self._key_shard),
         )
 
@@ -171,7 +161,12 @@ class ShardWriter:
         """Start the transaction of one video's clips."""
         self._check_usable()
         self._counter += 1
-        staging = VideoStaging(self, video_id, self.staging_dir / f"{self._counter:08d}.tar")
+        staging = VideoStaging(
+            video_id,
+            self.staging_dir / f"{self._counter:08d}.tar",
+            on_commit=self._move_into_shards,
+            on_close=self._forget,
+        )
         self._stagings[id(staging)] = staging
         return staging
 
@@ -204,9 +199,8 @@ class ShardWriter:
                     self._flush_videos_only()
         finally:
             shutil.rmtree(self.staging_dir, ignore_errors=True)
-            _remove_if_empty(self.staging_dir.parent)
-            if self._remote is not None:
-                shutil.rmtree(self.root, ignore_errors=True)
+            remove_if_empty(self.staging_dir.parent)
+            self._dest.close()
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -219,12 +213,12 @@ class ShardWriter:
     ) -> None:
         self.close()
 
-    # -- called by VideoStaging ----------------------------------------------------------------
+    # -- the transaction (VideoStaging's callbacks) ---------------------------------------------
 
     def _forget(self, staging: VideoStaging) -> None:
         self._stagings.pop(id(staging), None)
 
-    def _commit(self, staging: VideoStaging, video_row: VideoRow) -> None:
+    def _move_into_shards(self, staging: VideoStaging, video_row: VideoRow) -> None:
         """Move a staged video's clips into shards, then queue its row. Any failure here
         breaks the writer: the open shard is dropped, nothing partial becomes visible."""
         self._check_usable()
@@ -267,7 +261,7 @@ class ShardWriter:
         return 0
 
     def _open_shard(self) -> _OpenShard:
-        name, fd = self._claim_number()
+        name, fd = self._dest.claim()
         file = os.fdopen(fd, "wb")
         tar = wds.TarWriter(file, encoder=False)
         return _OpenShard(name, tmp_path(self.shards_dir / f"{name}.tar"), file, tar)
@@ -285,21 +279,21 @@ class ShardWriter:
             held.callback(shard.file.close)
             try:
                 shard.tar.close()
-                _sync(shard.file)
+                sync(shard.file)
                 table = rows_to_table(shard.rows, CLIP_SCHEMA)
-                held.enter_context(_write_parquet(table, tmp_path(clips_final)))
+                held.enter_context(write_parquet(table, tmp_path(clips_final)))
                 if videos:
                     table = rows_to_table(videos, VIDEO_SCHEMA)
-                    held.enter_context(_write_parquet(table, tmp_path(videos_final)))
+                    held.enter_context(write_parquet(table, tmp_path(videos_final)))
                 size = shard.tmp.stat().st_size
-                self._publish(shard.tmp, tar_final)
-                self._publish(tmp_path(clips_final), clips_final)
+                self._dest.publish(shard.tmp, tar_final)
+                self._dest.publish(tmp_path(clips_final), clips_final)
                 if videos:
-                    self._publish(tmp_path(videos_final), videos_final)
+                    self._dest.publish(tmp_path(videos_final), videos_final)
             except BaseException:
                 self._broken = True
-                if not self._exists(clips_final):  # not committed: take the published tar back
-                    self._delete(tar_final)
+                if not self._dest.exists(clips_final):  # not committed: take the tar back
+                    self._dest.delete(tar_final)
                 for p in (shard.tmp, tmp_path(clips_final), tmp_path(videos_final)):
                     p.unlink(missing_ok=True)
                 raise
@@ -313,43 +307,15 @@ class ShardWriter:
             len(videos),
         )
 
-    # -- local rename or remote upload ---------------------------------------------------------
-
-    def _remote_path(self, final: Path) -> str:
-        assert self._remote is not None
-        return f"{self._remote[1]}/{final.relative_to(self.root).as_posix()}"
-
-    def _publish(self, tmp: Path, final: Path) -> None:
-        """Make a finished tmp file visible under its final name: rename, or upload + unlink."""
-        if self._remote is None:
-            os.rename(tmp, final)
-            return
-        fs = self._remote[0]
-        with open(tmp, "rb") as src, fs.open_output_stream(self._remote_path(final)) as dst:
-            shutil.copyfileobj(src, dst, 8 << 20)
-        tmp.unlink()
-
-    def _exists(self, final: Path) -> bool:
-        if self._remote is None:
-            return final.exists()
-        info = self._remote[0].get_file_info(self._remote_path(final))
-        return bool(info.type == pafs.FileType.File)
-
-    def _delete(self, final: Path) -> None:
-        if self._remote is None:
-            final.unlink(missing_ok=True)
-        elif self._exists(final):
-            self._remote[0].delete_file(self._remote_path(final))
-
     def _flush_videos_only(self) -> None:
         """Write pending video rows under a freshly claimed number (no shard)."""
-        name, fd = self._claim_number()
+        name, fd = self._dest.claim()
         lock = tmp_path(self.shards_dir / f"{name}.tar")
         final = self.videos_dir / f"{name}.parquet"
         try:
             table = rows_to_table(self._pending_videos, VIDEO_SCHEMA)
-            with _write_parquet(table, tmp_path(final)):
-                self._publish(tmp_path(final), final)
+            with write_parquet(table, tmp_path(final)):
+                self._dest.publish(tmp_path(final), final)
         finally:
             tmp_path(final).unlink(missing_ok=True)
             lock.unlink(missing_ok=True)
@@ -369,142 +335,8 @@ class ShardWriter:
             log.error("dropping %d video rows not yet written", len(self._pending_videos))
             self._pending_videos = []
 
-    def _claim_number(self) -> tuple[str, int]:
-        """Claim the next free shard name by creating its tmp tar with O_EXCL; (name, fd)."""
-        number = self._next
-        while True:
-            name = shard_name(self.prefix, number)
-            number += 1
-            try:
-                fd = os.open(
-                    tmp_path(self.shards_dir / f"{name}.tar"), os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                )
-            except FileExistsError:
-                continue
-            if not lock_new_file(fd):  # removed as a leftover before we locked it: next one
-                os.close(fd)
-                continue
-            if not self._name_used(name):
-                self._next = number
-                return name, fd
-            os.close(fd)
-            tmp_path(self.shards_dir / f"{name}.tar").unlink()
-
-    def _name_used(self, name: str) -> bool:
-        finals = (
-            self.shards_dir / f"{name}.tar",
-            self.clips_dir / f"{name}.parquet",
-            self.videos_dir / f"{name}.parquet",
-        )
-        return any(self._exists(p) for p in finals)
-
-    def _first_free_number(self) -> int:
-        numbers = [-1]
-        for d in (self.shards_dir, self.clips_dir, self.videos_dir):
-            names = [p.name for p in d.iterdir()]
-            if self._remote is not None:
-                selector = pafs.FileSelector(self._remote_path(d), allow_not_found=True)
-                names += [i.base_name for i in self._remote[0].get_file_info(selector)]
-            for name in names:
-                stem = name.lstrip(".").removesuffix(TMP_SUFFIX).split(".")[0]
-                m = NAME_RE.fullmatch(stem)
-                if m and m["prefix"] == self.prefix:
-                    numbers.append(int(m["number"]))
-        return max(numbers) + 1
-
     def _check_usable(self) -> None:
         if self._closed:
             raise RuntimeError("the shard writer is closed")
         if self._broken:
             raise RuntimeError("the shard writer failed earlier (see the log); start a new one")
-
-
-def committed_keys(clips_dir: Path) -> dict[str, str]:
-    """key -> shard of every clip already committed under ``clips_dir``."""
-    files = sorted(str(p) for p in clips_dir.glob("*.parquet"))
-    if not files:
-        return {}
-    table = pads.dataset(files, format="parquet").to_table(columns=["key", "shard"])
-    return dict(
-        zip(table.column("key").to_pylist(), table.column("shard").to_pylist(), strict=True)
-    )
-
-
-def _remote_keys(uri: str) -> dict[str, str]:
-    """key -> shard of every clip already committed under a remote output."""
-    try:
-        table = read_clips(uri, columns=["key", "shard"])
-    except FileNotFoundError:
-        return {}
-    return dict(
-        zip(table.column("key").to_pylist(), table.column("shard").to_pylist(), strict=True)
-    )
-
-
-def lock_new_file(fd: int) -> bool:
-    """Take the advisory lock that marks a writer's file as alive (held until it is closed);
-    False if :func:`remove_leftovers` deleted the file between its creation and now."""
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return os.fstat(fd).st_nlink > 0
-
-
-def remove_leftovers(root: str | Path) -> int:
-    """Delete the tmp and staging files and orphan tars of dead writers (local output); how many.
-
-    A file is a dead writer's when its advisory lock can be taken: writers lock every tmp
-    and staging file while it is open (POSIX ``flock``; on a network file system that does
-    not support it, run this only when no writer is running). Remote outputs have no tmp
-    files (see the module docstring): nothing to do.
-    """
-    if is_remote(root):
-        return 0
-    out = Path(root)
-    committed = {p.stem for p in out.joinpath(CLIPS_DIR).glob("*.parquet")}
-    candidates = [
-        *(p for p in out.joinpath(SHARDS_DIR).glob("*.tar") if p.stem not in committed),
-        *out.joinpath(SHARDS_DIR).glob(f".*{TMP_SUFFIX}"),
-        *out.joinpath(CLIPS_DIR).glob(f".*{TMP_SUFFIX}"),
-        *out.joinpath(VIDEOS_DIR).glob(f".*{TMP_SUFFIX}"),
-        *(p for p in out.joinpath(STAGING_DIR).rglob("*") if p.is_file()),
-    ]
-    removed = 0
-    for path in candidates:
-        with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live writer's
-            path.unlink()
-            removed += 1
-    staging = out / STAGING_DIR
-    if staging.is_dir():
-        for folder in sorted(staging.iterdir(), reverse=True):
-            _remove_if_empty(folder)
-        _remove_if_empty(staging)
-    if removed:
-        log.warning("removed %d tmp/staging files left by a dead writer in %s", removed, out)
-    return removed
-
-
-def _write_parquet(table: Any, path: Path) -> BinaryIO:
-    """Write, flush and fsync ``path``; returned open (and locked) for the caller to close."""
-    f = open(path, "wb")  # noqa: SIM115 (closed by the caller, after publishing)
-    try:
-        if not lock_new_file(f.fileno()):
-            raise RuntimeError(f"{path} was removed as a leftover while being created")
-        pq.write_table(table, f)
-        _sync(f)
-    except BaseException:
-        f.close()
-        raise
-    return f
-
-
-def _sync(file: BinaryIO) -> None:
-    file.flush()
-    os.fsync(file.fileno())
-
-
-def _remove_if_empty(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.rmdir()

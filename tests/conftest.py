@@ -1,12 +1,16 @@
 """Shared fixtures. Real assets come from MCANIM_ASSETS (default ../shared/assets).
 
 Tests that need them fail (never skip) when the folder is missing: CI must not go green
-without having looked at real data.
+without having looked at real data. ``s3_server`` is a real S3-protocol server (moto) on
+loopback for the ``s3://`` tests; every test leaves the logging setup as it found it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,3 +47,54 @@ def dance(assets: Path) -> Path:
 @pytest.fixture(scope="session")
 def movenet_onnx(assets: Path) -> Path:
     return assets / "models" / "movenet_multipose.onnx"
+
+
+S3_BUCKET = "mcanim-test"
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[str]:
+    """``s3://mcanim-test``: an empty bucket of a moto S3 server on 127.0.0.1 (fresh state
+    for each test module), with the AWS variables pointing at it for the module's tests (set
+    before any Ray worker starts, so workers inherit them)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    # moto keeps its state per process, across servers: start each module from nothing.
+    reset = urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset).close()
+    variables = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    boto3.client("s3").create_bucket(Bucket=S3_BUCKET)
+    try:
+        yield f"s3://{S3_BUCKET}"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Entry points called in tests (``main([...])``) set up logging; undo it afterwards."""
+    names = ["", "preprocess", "shards", "model", "train"]
+    levels = {n: logging.getLogger(n).level for n in names}
+    handlers = list(logging.getLogger().handlers)
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)

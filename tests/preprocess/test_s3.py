@@ -8,22 +8,19 @@ from S3 in Ray workers, the driver uploads) and the in-process run, with the sam
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pyarrow.fs as pafs
 import pytest
 import ray
-from moto.server import ThreadedMotoServer
 
 from preprocess.config import PreprocessConfig
 from preprocess.discover import discover
 from preprocess.pipeline import run
 from preprocess.ray_job import run_ray
 from shards.config import load_config
-from shards.reader import filesystem, iter_samples, read_clips, read_videos, shard_paths
+from shards.reader import iter_samples, read_clips, read_videos, shard_paths
+from shards.storage import filesystem, write_bytes
 from tests.preprocess.ray_helpers import (
     CPU_PRESET,
     clip_keys,
@@ -34,53 +31,22 @@ from tests.preprocess.ray_helpers import (
 )
 
 pytestmark = pytest.mark.timeout(300)
-BUCKET = "mcanim-test"
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 with the AWS variables pointing at it (set before any
-    Ray worker starts, so the workers inherit them)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    variables = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    saved = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    try:
-        yield f"s3://{BUCKET}"
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def s3_videos(s3_server: str, vtest: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     local = vtest_videos(vtest, tmp_path_factory.mktemp("videos"), n_videos=2, frames=24)
-    fs, _ = filesystem(s3_server)
     for video in local:
-        with fs.open_output_stream(f"{BUCKET}/videos/{video.name}") as f:
-            f.write(video.read_bytes())
-    with fs.open_output_stream(f"{BUCKET}/videos/broken.mp4") as f:
-        f.write(b"not a video at all")
+        write_bytes(f"{s3_server}/videos/{video.name}", video.read_bytes())
+    write_bytes(f"{s3_server}/videos/broken.mp4", b"not a video at all")
     return f"{s3_server}/videos/"
 
 
-def test_discover_lists_a_prefix(s3_videos: str) -> None:
+def test_discover_lists_a_prefix(s3_server: str, s3_videos: str) -> None:
     assert discover([s3_videos]) == [f"{s3_videos}{n}" for n in ("broken.mp4", "v0.mp4", "v1.mp4")]
     assert discover([f"{s3_videos}v1.mp4"]) == [f"{s3_videos}v1.mp4"]
     with pytest.raises(FileNotFoundError, match="no such object"):
-        discover([f"s3://{BUCKET}/nothing/here"])
+        discover([f"{s3_server}/nothing/here"])
 
 
 def test_ray_job_reads_and_writes_s3(

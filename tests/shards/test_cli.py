@@ -74,6 +74,31 @@ def test_usage_errors_exit_2(
     assert "validate" in capsys.readouterr().out
 
 
+def undocumented(help_text: str) -> list[str]:
+    """Entries of an argparse help's argument sections that have no description."""
+    lines, bad, listing = help_text.splitlines(), [], False
+    for i, line in enumerate(lines):
+        if line and not line.startswith(" "):
+            listing = line in ("options:", "positional arguments:")
+        elif listing and re.match(r"  \S", line):
+            name, *text = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+            wrapped = i + 1 < len(lines) and lines[i + 1].startswith(" " * 6)
+            if not text and not wrapped:
+                bad.append(name)
+    return bad
+
+
+@pytest.mark.parametrize("command", [[], ["stats"], ["validate"], ["select"]])
+def test_help_explains_every_option(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert undocumented(text) == [], text
+    assert "s3://" in text  # every command takes remote outputs
+    assert undocumented("options:\n  --bare\n  --ok        does things\n") == ["--bare"]
+
+
 # -- select ---------------------------------------------------------------------------------
 
 
@@ -159,6 +184,16 @@ def shorten_a_mask(root: Path) -> None:
     edit_tar(root / SHARD0, lambda m: [(n, short if n.endswith(".mask.npz") else d) for n, d in m])
 
 
+def set_format_version(root: Path, version: int) -> None:
+    def edit(m: Members) -> Members:
+        def bump(data: bytes) -> bytes:
+            return json.dumps({**json.loads(data), "format_version": version}).encode()
+
+        return [(n, bump(d) if n.endswith(".json") else d) for n, d in m]
+
+    edit_tar(root / SHARD0, edit)
+
+
 TAMPERINGS: dict[str, tuple[Callable[[Path], object], str]] = {
     "deleted sample": (delete_a_sample, r"row \w+ has no sample in the tar"),
     "sample without row": (add_a_sample_without_row, "has no row in its Parquet file"),
@@ -193,9 +228,21 @@ TAMPERINGS: dict[str, tuple[Callable[[Path], object], str]] = {
         ),
         "shard-000001.parquet: schema differs from the contract",
     ),
+    "older format": (
+        lambda r: set_format_version(r, 0),
+        r"shard-000000.tar: sample \w+: format version 0 is older .* re-run preprocessing",
+    ),
+    "newer format": (
+        lambda r: set_format_version(r, 2),
+        r"format version 2 is newer than this code reads; .*: upgrade mcanim",
+    ),
     "tmp file": (
         lambda r: (r / "shards" / ".shard-000003.tar.tmp").write_bytes(b"x"),
         "tmp file left by an interrupted writer",
+    ),
+    "atomic-write tmp file": (
+        lambda r: (r / ".config.yaml.1a2b3c4d.tmp.yaml").write_bytes(b"x"),
+        r"\.config\.yaml\.1a2b3c4d\.tmp\.yaml: tmp file left by an interrupted writer",
     ),
 }
 

@@ -139,7 +139,7 @@ def test_flow_bound_is_tight_and_range_is_enforced() -> None:
 def test_flow_step_rounds_to_a_grid_and_compresses() -> None:
     rng = np.random.default_rng(0)
     flow = rng.normal(0, 0.05, (4, 24, 32, 2)).astype(np.float32)  # still background: noise
-    flow[:, 8:16, 10:20] += np.float32([2.5, -1.0])  # a walking person
+    flow[:, 8:16, 10:20] += np.array([2.5, -1.0], np.float32)  # a walking person
     exact, coarse = codec.encode_flow(flow), codec.encode_flow(flow, step=1 / 32)
     back = codec.decode_flow(coarse)
     assert np.abs(back - flow).max() <= 1 / 64 + np.abs(flow).max() * codec.FLOAT16_REL_ERROR

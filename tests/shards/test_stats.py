@@ -129,7 +129,7 @@ def test_empty_tables_summarize_to_nones(tmp_path: Path) -> None:
 
 
 def test_plots_are_pngs(tables: tuple[pa.Table, pa.Table], tmp_path: Path) -> None:
-    paths = write_plots(*tables, tmp_path / "plots")
+    paths = [Path(p) for p in write_plots(*tables, tmp_path / "plots")]
     assert [p.name for p in paths] == ["bg_flow_mean.png", "occlusion_rate.png", "characters.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -311,7 +311,7 @@ def test_failure_while_closing_a_shard_takes_it_back(
             raise OSError("disk full")
         real_rename(src, dst)
 
-    monkeypatch.setattr("shards.writer.os.rename", rename)
+    monkeypatch.setattr("shards.publish.os.rename", rename)
     writer = ShardWriter(tmp_path, max_clips=2)
     write_video(writer, video_id(1), 2)
     write_video(writer, video_id(2), 2)  # rolls over: shard 0 closes fine, shard 1 opens
