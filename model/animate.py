@@ -34,14 +34,7 @@ from model.composed import AnimationModel
 from model.config import SamplingConfig, apply_overrides
 from model.folder import load_model_folder
 from model.guiders import Conditions
-from model.inputs import (
-    Crop,
-    guider_arrays,
-    match_characters,
-    reference_nearness,
-    to_conditions,
-    track_priority,
-)
+from model.inputs import guider_arrays, match_characters, track_priority
 from model.pipeline import (
     decode_frames,
     encode_reference,
@@ -50,8 +43,10 @@ from model.pipeline import (
     sample_latents,
 )
 from preprocess.config import DepthConfig, PoseConfig
+from preprocess.depth import create_depth_backend
+from preprocess.geometry.canvas import Crop, reference_nearness
+from preprocess.geometry.layout import pad_to_wholebody
 from preprocess.pose import create_pose_backend, read_sidecar, render_pose, sidecar_path, track
-from preprocess.pose.layout import pad_to_wholebody
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +270,8 @@ def prepare(cfg: AnimateConfig, model: AnimationModel) -> Prepared:
     kps, source_size, fps = driving_keypoints(cfg)
     driving = Crop(source_size, size).keypoints(kps)
     match = match_characters(ref_kps, driving, size, geo)
-    nearness = reference_nearness(reference, ref_kps, geo, cfg.depth)
+    depth = create_depth_backend(cfg.depth).clip_depth(reference[None], size)  # (1, H, W)
+    nearness = reference_nearness(ref_kps, geo, None if depth is None else depth[0])
     priority = track_priority(match, nearness, driving, geo)
     log.info(
         "%d driving frames, %d tracks, %d reference characters, match %s, order %s",
@@ -300,7 +296,7 @@ def animate(
         arrays = guider_arrays(
             job.driving_kps[start:stop], job.reference_kps, job.priority, size, geo
         )
-        return to_conditions(arrays)
+        return Conditions.from_arrays(arrays)
 
     c_multi = guide_frames(model, conditions, len(job.driving_kps), cfg.sampling.window)
     latents, embeds = reference_inputs(model, job.reference)

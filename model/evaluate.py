@@ -36,11 +36,11 @@ from model.components import build_image_processor
 from model.composed import AnimationModel
 from model.config import SamplingConfig, apply_overrides
 from model.folder import load_model_folder
-from model.inputs import GuiderArrays
 from model.metrics.standard import Standard, unify
 from model.metrics.suite import ALL_METRICS, FeatureNets, score_clips
 from model.metrics.weights import FILES
 from model.report import contact_sheet, write_report, write_sheet
+from preprocess.geometry.canvas import GuiderArrays
 from shards.config import config_from_dict
 from shards.reader import iter_samples, read_clips
 

@@ -18,17 +18,24 @@ name                      shape                       values
 ``order``                 (B, F, 1, H, W)             depth-order map / 255, in [0, 1]
 ``reference_pose``        (B, 1, 3, H, W) or F        reference pose map / 255
 ========================  ==========================  ===================================
+
+They are made in one place, :meth:`Conditions.from_maps` (uint8 maps / 255, flow as is),
+which inference (:meth:`Conditions.from_arrays` of
+:class:`preprocess.geometry.canvas.GuiderArrays`) and training
+(``train.loader.Batch.conditions``) both call, so the two can never normalise differently.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedding
 from torch import nn
 
 from model.config import GuiderConfig
+from preprocess.geometry.canvas import GuiderArrays
 
 GUIDER_NAMES = ("pose", "flow", "order", "reference_pose")
 
@@ -41,6 +48,64 @@ class Conditions:
     flow: torch.Tensor  # (B, F, 2, H, W)
     order: torch.Tensor  # (B, F, 1, H, W)
     reference_pose: torch.Tensor  # (B, 1, 3, H, W), broadcast over frames (or (B, F, 3, H, W))
+
+    @classmethod
+    def from_maps(
+        cls,
+        pose: torch.Tensor,
+        flow: torch.Tensor,
+        order: torch.Tensor,
+        reference_pose: torch.Tensor,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> Conditions:
+        """The one normalisation of the guider inputs, for training and inference alike.
+
+        Channels-first tensors as the data pipeline holds them: ``pose`` (B, F, 3, H, W),
+        ``order`` (B, F, 1, H, W) and ``reference_pose`` (B, 1, 3, H, W) uint8 maps become
+        [0, 1] (/ 255); ``flow`` (B, F, 2, H, W), already the float flow guider input, is
+        kept as is. Moved to ``device`` before the conversion (uint8 travels light), then
+        cast to ``dtype``. Float maps are refused: they would be divided twice or never.
+        """
+
+        def unit(name: str, t: torch.Tensor) -> torch.Tensor:
+            if t.dtype != torch.uint8:
+                raise TypeError(f"guider map {name} must be uint8 (0..255), got {t.dtype}")
+            return (t.to(device, non_blocking=True).float() / 255).to(dtype)
+
+        if not flow.is_floating_point():
+            raise TypeError(f"the flow guider input must be float, got {flow.dtype}")
+        return cls(
+            pose=unit("pose", pose),
+            flow=flow.to(device, non_blocking=True).to(dtype),
+            order=unit("order", order),
+            reference_pose=unit("reference_pose", reference_pose),
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        arrays: GuiderArrays,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> Conditions:
+        """The conditions of one clip (B = 1) from its channels-last guider arrays (pose
+        (T, H, W, 3), flow (T, H, W, 2), order (T, H, W), reference pose (H, W, 3)), through
+        :meth:`from_maps`."""
+
+        def frames(a: np.ndarray) -> torch.Tensor:  # (T, H, W, C) -> (1, T, C, H, W)
+            return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2)[None]
+
+        return cls.from_maps(
+            frames(arrays.pose),
+            frames(arrays.flow),
+            frames(arrays.order[..., None]),
+            frames(arrays.reference_pose[None]),
+            device=device,
+            dtype=dtype,
+        )
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, name) for name in GUIDER_NAMES}

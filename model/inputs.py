@@ -1,128 +1,33 @@
-"""Guider inputs from keypoints, with the preprocessing code (same masks, maps and renderer).
+"""Inference-only guider logic: which driving track plays which reference character, and the
+front-to-back order that holds for the whole video.
 
-Everything is pure NumPy on keypoints ``(..., 133, 3)`` in *canvas* pixels: the output frame
-of ``height x width`` that a source frame is brought to by :class:`Crop` (resize so the frame
-covers the canvas, aspect kept, then centre crop; the paper's "resize + centre crop").
+``model/animate.py`` brings the reference image and the driving poses to the canvas
+(:class:`preprocess.geometry.canvas.Crop`), asks the pure geometry layer for the reference's
+nearness (:func:`preprocess.geometry.canvas.reference_nearness`, from the depth map the entry
+point computed, or the feet heuristic), then:
 
-- pose maps: :func:`preprocess.pose.render_pose` of the driving keypoints;
-- flow guider input: :func:`preprocess.geometry.flow_guider_input` of zero flow, i.e. 0 in the
-  background and 1.0 in the characters' skeletal dilation regions;
-- depth-order maps: :func:`preprocess.geometry.depth_order_map` with ranks taken from the
-  reference image (:func:`reference_nearness`) and held for every frame: driving tracks are
-  matched to reference characters (:func:`match_characters`), the front-to-back order of the
-  reference fixes the order of the matched tracks, and in each frame the tracks present get
-  ranks 0, 1, ... in that order (as training ranks the characters of a frame);
-- reference pose map: the reference image's own keypoints, rendered the same way.
+- :func:`match_characters` matches driving tracks to reference characters (Hungarian on
+  position and pose);
+- :func:`track_priority` fixes the order of the tracks from the reference's order (matched
+  tracks) or their own first pose (unmatched ones);
+- :func:`guider_arrays` gives the four guider inputs of a frame range: in each frame the
+  present tracks get ranks 0, 1, ... in that order (as training ranks the characters of a
+  frame), the background flow is zero, and the maps are drawn by
+  :func:`preprocess.geometry.canvas.build_guider_arrays`, the function training uses.
 
-Training (``train/loader.py``) builds the same four inputs with :func:`build_guider_arrays`,
-giving the stored per-frame ranks and the clip's stored flow brought to the canvas
-(:meth:`Crop.flow`) instead of inference's held ranks and zero flow.
-
-Float conversion (:func:`to_conditions`): pose and order maps / 255, flow input as is.
+The arrays go next to :meth:`model.guiders.Conditions.from_arrays` (float tensors).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import cv2
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
 
-from model.guiders import Conditions
-from preprocess.config import DepthConfig, GeometryConfig
-from preprocess.depth import create_depth_backend
-from preprocess.geometry import (
-    depth_order_map,
-    dilation_masks,
-    flow_guider_input,
-    nearness_from_depth,
-    nearness_from_feet,
-    present_characters,
-    union_mask,
-)
-from preprocess.pose import render_pose
-from preprocess.pose.layout import BODY
-
-Size = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class Crop:
-    """Resize a ``source`` (H, W) frame to cover ``out`` (h, w), aspect kept, centre crop."""
-
-    source: Size
-    out: Size
-
-    @property
-    def resized(self) -> Size:
-        (sh, sw), (h, w) = self.source, self.out
-        scale = max(h / sh, w / sw)
-        return max(h, round(sh * scale)), max(w, round(sw * scale))
-
-    @property
-    def offset(self) -> Size:
-        (rh, rw), (h, w) = self.resized, self.out
-        return (rh - h) // 2, (rw - w) // 2
-
-    def image(self, image: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> (h, w, 3) uint8."""
-        rh, rw = self.resized
-        shrink = rh < image.shape[0]
-        resized = cv2.resize(
-            image, (rw, rh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
-        )
-        (y0, x0), (h, w) = self.offset, self.out
-        return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
-
-    def flow(self, flow: np.ndarray) -> np.ndarray:
-        """(h_m, w_m, 2) flow of a source frame at any map resolution, in source pixels per
-        frame -> (h, w, 2) float32 on the canvas, in canvas pixels per frame (bilinear resize
-        over the whole map, centre crop, vectors scaled by the resize factors)."""
-        (sh, sw), (rh, rw) = self.source, self.resized
-        resized = cv2.resize(
-            np.ascontiguousarray(flow, np.float32), (rw, rh), interpolation=cv2.INTER_LINEAR
-        )  # (rh, rw, 2)
-        resized *= np.array([rw / sw, rh / sh], np.float32)
-        (y0, x0), (h, w) = self.offset, self.out
-        return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
-
-    def keypoints(self, keypoints: np.ndarray) -> np.ndarray:
-        """(..., K, 3) source pixels -> canvas pixels (pixel centre to pixel centre)."""
-        (sh, sw), (rh, rw), (y0, x0) = self.source, self.resized, self.offset
-        out = np.array(keypoints, np.float32, copy=True)
-        out[..., 0] = (out[..., 0] + 0.5) * (rw / sw) - 0.5 - x0
-        out[..., 1] = (out[..., 1] + 0.5) * (rh / sh) - 0.5 - y0
-        out[out[..., 2] <= 0] = 0.0  # absent points carry no coordinates
-        return out
-
-
-def character_masks(people: np.ndarray, size: Size, geo: GeometryConfig) -> np.ndarray:
-    """(P, 133, 3) canvas keypoints -> (P, h, w) bool skeletal dilation regions at the canvas
-    resolution (:func:`preprocess.geometry.dilation_masks` with the model's geometry)."""
-    return dilation_masks(
-        people,
-        size,
-        size,
-        keypoint_threshold=geo.keypoint_threshold,
-        limb_width=geo.limb_width,
-        dilation=geo.dilation,
-        min_keypoints=geo.min_keypoints,
-    )
-
-
-def reference_nearness(
-    image: np.ndarray, people: np.ndarray, geo: GeometryConfig, depth: DepthConfig
-) -> np.ndarray:
-    """(P,) nearness of the reference characters (larger = nearer; NaN = absent) from the
-    configured depth backend on the reference image, or the feet heuristic without a map."""
-    present = present_characters(people, geo.keypoint_threshold, geo.min_keypoints)  # (P,)
-    size = image.shape[:2]
-    depth_map = create_depth_backend(depth).clip_depth(image[None], size)
-    if depth_map is None:
-        return nearness_from_feet(people, present, geo.keypoint_threshold)
-    return nearness_from_depth(depth_map[0], character_masks(people, size, geo), present)
+from preprocess.geometry.canvas import GuiderArrays, build_guider_arrays, frame_ranks
+from preprocess.geometry.config import GeometryConfig
+from preprocess.geometry.layout import BODY
+from preprocess.geometry.order import nearness_from_feet
+from preprocess.geometry.skeleton import Size, present_characters
 
 
 def _descriptor(
@@ -196,24 +101,6 @@ def track_priority(
     return priority
 
 
-def frame_ranks(priority: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """(P,), (T, P) -> (T, P) int8: per frame, ranks 0.. of the present tracks by priority."""
-    big = np.iinfo(np.int64).max
-    keyed = np.where(present, priority[None], big)  # (T, P)
-    ranks = np.argsort(np.argsort(keyed, axis=1, kind="stable"), axis=1)
-    return np.where(present, ranks, -1).astype(np.int8)
-
-
-@dataclass
-class GuiderArrays:
-    """Guider inputs of a frame range as arrays (see :func:`to_conditions`)."""
-
-    pose: np.ndarray  # (T, H, W, 3) uint8
-    flow: np.ndarray  # (T, H, W, 2) float32
-    order: np.ndarray  # (T, H, W) uint8
-    reference_pose: np.ndarray  # (H, W, 3) uint8
-
-
 def guider_arrays(
     driving: np.ndarray,
     reference: np.ndarray,
@@ -226,54 +113,3 @@ def guider_arrays(
     :func:`track_priority` fixes the ranks, and the background flow is zero."""
     present = present_characters(driving, geo.keypoint_threshold, geo.min_keypoints)  # (T, P)
     return build_guider_arrays(driving, reference, frame_ranks(priority, present), size, geo)
-
-
-def build_guider_arrays(
-    driving: np.ndarray,
-    reference: np.ndarray,
-    ranks: np.ndarray,
-    size: Size,
-    geo: GeometryConfig,
-    flow: np.ndarray | None = None,
-) -> GuiderArrays:
-    """The four guider inputs of a frame range, as training and inference both build them.
-
-    ``driving`` (T, P, 133, 3) and ``reference`` (P_r, 133, 3) keypoints in canvas pixels of
-    ``size``; ``ranks`` (T, P) int per frame and track (-1 absent: training takes the stored
-    ranks, inference :func:`frame_ranks`); ``flow`` (T, H, W, 2) backward flow in canvas
-    pixels per frame, or None for zero flow (inference). Masks are the skeletal dilation
-    regions at the canvas resolution (:func:`character_masks`).
-    """
-    thr = geo.keypoint_threshold
-    if flow is not None and flow.shape != (len(driving), *size, 2):
-        raise ValueError(f"flow {flow.shape} does not match {len(driving)} frames of {size}")
-    zero = np.zeros((*size, 2), np.float32)
-    pose, flow_in, order = [], [], []
-    for i, (people, frame_rank) in enumerate(zip(driving, ranks, strict=True)):
-        masks = character_masks(people, size, geo)  # (P, H, W)
-        pose.append(render_pose(people, size, size, thr))
-        frame_flow = zero if flow is None else flow[i]
-        flow_in.append(flow_guider_input(frame_flow, union_mask(masks), geo.flow_scale))
-        order.append(depth_order_map(masks, frame_rank, geo.order_levels))
-    return GuiderArrays(
-        pose=np.stack(pose),
-        flow=np.stack(flow_in),
-        order=np.stack(order),
-        reference_pose=render_pose(reference, size, size, thr),
-    )
-
-
-def to_conditions(arrays: GuiderArrays) -> Conditions:
-    """Arrays -> float :class:`Conditions` of one clip (B = 1), channels first."""
-
-    def frames(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2)[
-            None
-        ]  # (1, T, C, H, W)
-
-    return Conditions(
-        pose=frames(arrays.pose).float() / 255,
-        flow=frames(arrays.flow).float(),
-        order=frames(arrays.order[..., None]).float() / 255,
-        reference_pose=frames(arrays.reference_pose[None]).float() / 255,
-    )

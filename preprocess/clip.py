@@ -1,8 +1,9 @@
 """What flows through the preprocessing stages: a video's identity and its clips.
 
 A :class:`Clip` is created by decoding and filled in by each stage in turn (pose, flow, depth,
-geometry) before it is encoded into one WebDataset sample. Stages report failures as
-:class:`StageError` with the stage's name, so a bad video becomes a ``failed`` row.
+geometry: a :class:`~preprocess.geometry.clip.ClipGeometry`) before it is encoded into one
+WebDataset sample. Stages report failures as :class:`StageError` with the stage's name, so a
+bad video becomes a ``failed`` row.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from preprocess.geometry.clip import ClipGeometry
 
 
 def video_id_for(source: str) -> str:
@@ -52,21 +55,6 @@ class VideoInfo:
     def scale(self) -> float:
         """Stored pixels per source pixel."""
         return self.width / self.src_width
-
-
-@dataclass
-class ClipGeometry:
-    """Per-clip maps and statistics from ``preprocess.geometry`` (DESIGN §3)."""
-
-    mask: np.ndarray
-    """(T, h, w) bool: union skeletal dilation mask M_i at the map resolution."""
-    order: np.ndarray
-    """(T, h, w) uint8: depth-order map O_i (round(255 * L_r), background 0)."""
-    ranks: np.ndarray
-    """(T, P) int8: rank of each track per frame, -1 where absent."""
-    stats: dict[str, float | int | None]
-    """Clip statistics: the clips-table columns bg_flow_mean, bg_flow_p95, occlusion_rate_mean,
-    occlusion_rate_max, characters_max, characters_mode, multi_character_frac, pose_score_mean."""
 
 
 @dataclass

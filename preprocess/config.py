@@ -2,11 +2,15 @@
 
 Precedence: these defaults < the YAML preset < ``section.key=value`` overrides on the command
 line. The resolved config is written to ``OUT/config.yaml`` and into every clip's metadata.
+The ``geometry`` section (:class:`GeometryConfig`) belongs to the pure geometry layer,
+:mod:`preprocess.geometry.config`, and is re-exported here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from preprocess.geometry.config import GeometryConfig as GeometryConfig  # re-exported
 
 
 @dataclass
@@ -45,7 +49,9 @@ class PoseConfig:
     detector: str = ""
     """Person-detector ONNX path for top-down backends (DWPose's ``yolox_l.onnx``)."""
     device: str = "auto"
-    """``auto`` (CUDA when onnxruntime/torch offer it, else CPU) | ``cpu`` | ``cuda``."""
+    """``auto`` (CUDA when onnxruntime offers it, else CPU) | ``cpu`` | ``cuda`` | ``cuda:N``.
+    ``movenet`` and ``dwpose`` run on it through onnxruntime (``cuda`` needs onnxruntime-gpu);
+    ``precomputed`` runs no model and takes ``auto`` or ``cpu`` only."""
     batch_size: int = 16
     """``dwpose``: frames per detector call and person crops per pose-model call, as far as
     each ONNX file's batch dimension allows (a fixed batch of 1 runs one at a time)."""
@@ -89,7 +95,8 @@ class FlowConfig:
     weights: str = ""
     """Checkpoint path for learned backends (MMFlow's PWC-Net ``.pth``)."""
     device: str = "auto"
-    """Learned backends: ``auto`` (CUDA when torch sees a GPU, else CPU) | ``cpu`` | ``cuda``."""
+    """``auto`` (CUDA when torch sees a GPU, else CPU) | ``cpu`` | ``cuda`` | ``cuda:N`` for
+    ``pwcnet``; ``dis`` runs on the CPU only and takes ``auto`` or ``cpu``."""
     batch_size: int = 8
     """Learned backends: frame pairs per forward pass."""
 
@@ -104,32 +111,12 @@ class DepthConfig:
     """Local folder or hub id of the depth model (``depth_anything``: empty means the weights
     manager's folder if fetched, else the hub id ``LiheYoung/depth-anything-small-hf``)."""
     device: str = "auto"
-    """``auto`` (CUDA when torch sees a GPU, else CPU) | ``cpu`` | ``cuda``."""
+    """``auto`` (CUDA when torch sees a GPU, else CPU) | ``cpu`` | ``cuda`` | ``cuda:N`` for
+    ``depth_anything``; ``heuristic`` runs no model and takes ``auto`` or ``cpu``."""
     batch_size: int = 8
     """Frames per forward pass."""
     fp16: bool = True
     """Half precision on CUDA (always float32 on the CPU)."""
-
-
-@dataclass
-class GeometryConfig:
-    """Parameters of DESIGN §3. Training and inference read them back from the dataset."""
-
-    map_downscale: int = 4
-    """Maps (flow, masks, depth order) are stored at the stored resolution divided by this."""
-    keypoint_threshold: float = 0.3
-    """Keypoints with a lower score are not drawn into skeletons."""
-    min_keypoints: int = 3
-    """A character counts as present in a frame with at least this many confident body
-    (COCO 0..16) keypoints."""
-    limb_width: float = 0.01
-    """Skeleton line thickness as a fraction of the target frame's short side."""
-    dilation: float = 0.05
-    """Diameter of the dilation disc as a fraction of the target frame's short side."""
-    order_levels: int = 4
-    """K in the depth-order levels L_r = (K - r) / K (r < K), 1 / K beyond."""
-    flow_scale: float = 10.0
-    """s in the flow guider input (1 - M) * F / s + M: pixels per frame mapped to 1.0."""
 
 
 @dataclass

@@ -2,13 +2,13 @@
 
 Pure NumPy on a :class:`shards.schema.Sample`; the loader (``train/loader.py``) calls it in
 its workers, validation calls it on the held-out clips. The guider inputs are built by
-:func:`model.inputs.build_guider_arrays`, the function inference uses, from the stored
-keypoints brought to the training canvas:
+:func:`preprocess.geometry.canvas.build_guider_arrays`, the function inference uses, from the
+stored keypoints brought to the training canvas (:class:`preprocess.geometry.canvas.Crop`):
 
 - skeletal dilation regions drawn at the canvas resolution from the keypoints
-  (:func:`preprocess.geometry.dilation_masks` with the dataset's ``geometry``);
+  (:func:`preprocess.geometry.masks.dilation_masks` with the dataset's ``geometry``);
 - the flow guider input ``(1 - M) * F / s + M`` (DESIGN §3) of the clip's stored backward flow,
-  resized to the canvas and expressed in canvas pixels per frame (:meth:`model.inputs.Crop.flow`);
+  resized to the canvas and expressed in canvas pixels per frame (:meth:`Crop.flow`);
 - the depth-order map painted from the stored per-frame ranks (``ranks.npy``);
 - the reference pose map of the reference frame's keypoints.
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from transformers import CLIPImageProcessorPil
 
-from model.inputs import Crop, GuiderArrays, build_guider_arrays
-from preprocess.config import GeometryConfig
+from preprocess.geometry.canvas import Crop, GuiderArrays, build_guider_arrays
+from preprocess.geometry.config import GeometryConfig
 from shards.schema import Sample
 
 Size = tuple[int, int]

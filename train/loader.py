@@ -144,17 +144,11 @@ class Batch:
     def conditions(
         self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
     ) -> Conditions:
-        """Float guider inputs as :func:`model.inputs.to_conditions` makes them: pose and
-        order maps / 255, flow input as is (moved as uint8, converted on ``device``)."""
-
-        def unit(t: torch.Tensor) -> torch.Tensor:
-            return (t.to(device, non_blocking=True).float() / 255).to(dtype)
-
-        return Conditions(
-            pose=unit(self.pose),
-            flow=self.flow.to(device, non_blocking=True).to(dtype),
-            order=unit(self.order),
-            reference_pose=unit(self.reference_pose),
+        """Float guider inputs by :meth:`model.guiders.Conditions.from_maps`, the conversion
+        inference uses: pose and order maps / 255, flow input as is (moved as uint8,
+        converted on ``device``)."""
+        return Conditions.from_maps(
+            self.pose, self.flow, self.order, self.reference_pose, device=device, dtype=dtype
         )
 
     def pixels(

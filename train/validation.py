@@ -27,7 +27,7 @@ from model.animate import write_video
 from model.components import build_image_processor
 from model.composed import AnimationModel
 from model.config import SamplingConfig
-from model.inputs import to_conditions
+from model.guiders import Conditions
 from model.metrics.frame import FRAME_METRICS
 from model.pipeline import (
     decode_frames,
@@ -91,7 +91,7 @@ def validation_sample(
     model: AnimationModel, example: Example, sampling: SamplingConfig
 ) -> ValidationResult:
     """Animate one example (reference image + driving guider inputs) with ``sampling``."""
-    conditions = to_conditions(example.guiders)
+    conditions = Conditions.from_arrays(example.guiders)
     frames = len(example.frames)
     c_multi = guide_frames(
         model, lambda a, b: conditions.frames(a, b), frames, chunk=sampling.window

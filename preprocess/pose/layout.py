@@ -1,39 +1,56 @@
-"""The COCO-WholeBody 133-keypoint layout (DESIGN §3), shared by backends, tracking and render.
+"""Moved to :mod:`preprocess.geometry.layout` (the pure geometry layer); this re-export keeps
+the old import path working until the re-layout removes it."""
 
-Arrays of keypoints are ``(..., 133, 3)`` float32 (x, y, score); score 0 means absent.
-"""
+from preprocess.geometry.layout import (
+    BODY,
+    FACE,
+    FEET,
+    L_ANKLE,
+    L_EAR,
+    L_ELBOW,
+    L_EYE,
+    L_HIP,
+    L_KNEE,
+    L_SHOULDER,
+    L_WRIST,
+    LEFT_HAND,
+    NOSE,
+    NUM_KEYPOINTS,
+    R_ANKLE,
+    R_EAR,
+    R_ELBOW,
+    R_EYE,
+    R_HIP,
+    R_KNEE,
+    R_SHOULDER,
+    R_WRIST,
+    RIGHT_HAND,
+    pad_to_wholebody,
+)
 
-from __future__ import annotations
-
-import numpy as np
-
-NUM_KEYPOINTS = 133
-BODY = slice(0, 17)
-"""COCO body order: nose, l/r eye, l/r ear, l/r shoulder, l/r elbow, l/r wrist, l/r hip,
-l/r knee, l/r ankle (left before right)."""
-FEET = slice(17, 23)
-"""Left big toe, left small toe, left heel, right big toe, right small toe, right heel."""
-FACE = slice(23, 91)
-"""68 face landmarks (iBUG 300-W order)."""
-LEFT_HAND = slice(91, 112)
-"""21 points: wrist, then thumb, index, middle, ring, little finger (4 each, base to tip)."""
-RIGHT_HAND = slice(112, 133)
-
-NOSE, L_EYE, R_EYE, L_EAR, R_EAR = 0, 1, 2, 3, 4
-L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = 5, 6, 7, 8, 9, 10
-L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 11, 12, 13, 14, 15, 16
-
-
-def pad_to_wholebody(keypoints: np.ndarray) -> np.ndarray:
-    """(..., K, 3) with K <= 133 -> (..., 133, 3) float32; points K..132 stay at zero."""
-    k = keypoints.shape[-2]
-    if k > NUM_KEYPOINTS:
-        raise ValueError(f"got {k} keypoints per person; the whole-body layout has 133")
-    out = np.zeros((*keypoints.shape[:-2], NUM_KEYPOINTS, 3), np.float32)
-    out[..., :k, :] = keypoints
-    return out
-
-
-def empty_detections() -> np.ndarray:
-    """A frame without people: (0, 133, 3) float32."""
-    return np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
+__all__ = [
+    "BODY",
+    "FACE",
+    "FEET",
+    "LEFT_HAND",
+    "L_ANKLE",
+    "L_EAR",
+    "L_ELBOW",
+    "L_EYE",
+    "L_HIP",
+    "L_KNEE",
+    "L_SHOULDER",
+    "L_WRIST",
+    "NOSE",
+    "NUM_KEYPOINTS",
+    "RIGHT_HAND",
+    "R_ANKLE",
+    "R_EAR",
+    "R_ELBOW",
+    "R_EYE",
+    "R_HIP",
+    "R_KNEE",
+    "R_SHOULDER",
+    "R_WRIST",
+    "pad_to_wholebody",
+]

@@ -13,9 +13,9 @@ import torch
 
 from model.evaluate import ablated, main, parse_args
 from model.init import main as model_init
-from model.inputs import GuiderArrays
 from model.metrics.lpips import LPIPS
 from model.metrics.suite import StandInI3D
+from preprocess.geometry.canvas import GuiderArrays
 from tests.train.helpers import write_train_output
 from train.validation import METRICS
 

@@ -1,21 +1,15 @@
-"""Guider inputs from keypoints (model/inputs.py): crop, matching, ranks, maps."""
+"""Inference's guider inputs (model/inputs.py): matching driving tracks to reference
+characters, the order held for the video, the maps and their float conditions. The canvas
+itself (crop, ranks, reference nearness) is tested in tests/preprocess/geometry/test_canvas.py."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from model.inputs import (
-    Crop,
-    character_masks,
-    frame_ranks,
-    guider_arrays,
-    match_characters,
-    to_conditions,
-    track_priority,
-)
-from preprocess.config import GeometryConfig
-from preprocess.geometry import order_value
+from model.guiders import Conditions
+from model.inputs import guider_arrays, match_characters, track_priority
+from preprocess.geometry import GeometryConfig, order_value
+from preprocess.geometry.canvas import character_masks
 
 # COCO body keypoints of a standing person, relative (x, y) with y = 0 at the head, 1 at the feet.
 STANDING = np.array(
@@ -37,35 +31,6 @@ def person(cx: float, feet_y: float, height: float, shape: np.ndarray = STANDING
 
 
 GEO = GeometryConfig()
-
-
-@pytest.mark.parametrize(
-    ("source", "out"), [((720, 1280), (128, 96)), ((400, 300), (96, 128)), ((64, 48), (128, 96))]
-)
-def test_crop_moves_keypoints_with_the_image(source: tuple[int, int], out: tuple[int, int]) -> None:
-    crop = Crop(source, out)
-    image = np.zeros((*source, 3), np.uint8)
-    y, x = int(source[0] * 0.45), int(source[1] * 0.55)
-    image[y - 2 : y + 3, x - 2 : x + 3] = 255  # a 5x5 dot
-    cropped = crop.image(image)
-    assert cropped.shape == (*out, 3)
-    ys, xs = np.nonzero(cropped[..., 0] > 60)
-    weights = cropped[ys, xs, 0].astype(float)
-    seen = np.array([np.average(xs, weights=weights), np.average(ys, weights=weights)])
-    mapped = crop.keypoints(np.array([[x, y, 1.0]], np.float32))[0, :2]
-    assert np.abs(seen - mapped).max() < 1.0
-
-
-def test_crop_zeroes_absent_points() -> None:
-    kps = np.array([[10, 20, 0.0], [10, 20, 0.5]], np.float32)
-    out = Crop((100, 100), (50, 50)).keypoints(kps)
-    assert out[0].tolist() == [0, 0, 0] and out[1, 2] == 0.5
-
-
-def test_frame_ranks_follow_the_priority_among_present_tracks() -> None:
-    priority = np.array([2, 0, 1])
-    present = np.array([[True, True, True], [True, False, True], [True, False, False]])
-    assert frame_ranks(priority, present).tolist() == [[2, 0, 1], [1, -1, 0], [0, -1, -1]]
 
 
 def test_characters_are_matched_by_position_and_pose() -> None:
@@ -109,11 +74,11 @@ def test_guider_maps_use_the_reference_order_in_every_frame() -> None:
     assert (swapped.order[0][both] == front).all() and (swapped.order[0][only_a] == back).all()
 
 
-def test_to_conditions_layout_and_range() -> None:
+def test_conditions_from_arrays_layout_and_range() -> None:
     size = (64, 48)
     kps = np.stack([person(24, 60, 50)])
     arrays = guider_arrays(np.stack([kps] * 3), kps, np.array([0]), size, GEO)
-    cond = to_conditions(arrays)
+    cond = Conditions.from_arrays(arrays)
     assert cond.pose.shape == (1, 3, 3, 64, 48)
     assert cond.flow.shape == (1, 3, 2, 64, 48)
     assert cond.order.shape == (1, 3, 1, 64, 48)

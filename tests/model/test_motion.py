@@ -127,8 +127,8 @@ def test_tiny_checkpoint_round_trip_and_wrapper(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
-        ("drop", WeightsError, "Missing key"),
-        ("extra", WeightsError, "Unexpected key"),
+        ("drop", WeightsError, "missing keys"),
+        ("extra", WeightsError, "unexpected keys"),
         ("pe", ValueError, "position table"),
     ],
 )

@@ -6,22 +6,25 @@ import socket
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pytest
+import torch
 
 from model.config import preset_config
-from preprocess.config import GeometryConfig
+from model.guiders import GUIDER_NAMES, Conditions
 from preprocess.geometry import (
+    GeometryConfig,
     depth_order_map,
     dilation_masks,
     flow_guider_input,
     union_mask,
 )
-from preprocess.pose import render_pose
+from preprocess.geometry.render import render_pose
 from shards.reader import iter_samples
 from tests.train.helpers import write_train_output
 from train.config import DataConfig
@@ -71,12 +74,12 @@ def test_conditions_equal_the_preprocessing_geometry(root: Path) -> None:
     cfg = data_cfg(root, frame_stride=2)
     selection = select_clips(cfg, holdout=0)
     example, *_ = item = next(iter(stream(cfg, selection, frames=3)))
-    batch = collate([item])  # type: ignore[list-item]
+    batch = collate([item])
     conditions = batch.conditions()
     (sample,) = iter_samples(root, keys=[example.key])
     geo = GeometryConfig()
     thr = geo.keypoint_threshold
-    kw = {
+    kw: dict[str, Any] = {
         "keypoint_threshold": thr,
         "limb_width": geo.limb_width,
         "dilation": geo.dilation,
@@ -107,6 +110,32 @@ def test_conditions_equal_the_preprocessing_geometry(root: Path) -> None:
     np.testing.assert_array_equal(got_ref, want_ref)
     assert batch.frames.shape == (1, 3, 3, *SIZE)
     assert batch.clip_pixels.shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_training_and_inference_normalise_the_guider_inputs_alike(
+    root: Path, dtype: torch.dtype
+) -> None:
+    """One normalisation: a training batch's conditions and inference's conditions of the same
+    guider arrays are the same tensors, at the documented scale (maps / 255, flow as is)."""
+    cfg = data_cfg(root)
+    example, *_ = item = next(iter(stream(cfg, select_clips(cfg, holdout=0), frames=3)))
+    trained = collate([item]).conditions(dtype=dtype).tensors()
+    inferred = Conditions.from_arrays(example.guiders, dtype=dtype).tensors()
+    g = example.guiders
+    unit = np.float32(255)
+    channels_first = {  # (1, F, C, H, W) float32, written out here
+        "pose": np.moveaxis(g.pose, -1, 1)[None] / unit,
+        "flow": np.moveaxis(g.flow, -1, 1)[None],
+        "order": g.order[None, :, None] / unit,
+        "reference_pose": np.moveaxis(g.reference_pose, -1, 0)[None, None] / unit,
+    }
+    assert g.pose.max() == 255 and g.order.max() == 255  # the scale is visible in the data
+    for name in GUIDER_NAMES:
+        a, b = trained[name], inferred[name]
+        assert a.dtype == b.dtype == dtype and torch.equal(a, b), name
+        want = torch.from_numpy(np.ascontiguousarray(channels_first[name])).to(dtype)
+        torch.testing.assert_close(a, want, rtol=0, atol=0, msg=name)
 
 
 def epoch_keys(ds: ClipStream) -> tuple[list[str], dict[str, int]]:

@@ -1,4 +1,5 @@
-"""Pose-map renderer (OpenPose/DWPose conventions) on hand-built skeletons."""
+"""Pose-map renderer (preprocess.geometry.render, OpenPose/DWPose conventions) on hand-built
+skeletons."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocess.pose import layout as L
-from preprocess.pose.render import (
+import preprocess.geometry.layout as L
+from preprocess.geometry import GeometryConfig, dilation_masks
+from preprocess.geometry.render import (
     HAND_COLORS,
     OPENPOSE_COLORS,
     OPENPOSE_LIMBS,
@@ -199,9 +201,6 @@ def test_all_people_are_drawn(out: tuple[int, int]) -> None:
 def test_pose_map_lies_inside_the_geometry_mask_of_the_same_limbs(out: tuple[int, int]) -> None:
     """Pose maps and dilation masks use one coordinate mapping: an arm (shoulder, elbow,
     wrist: limbs both skeletons share) drawn as a pose map lies inside its dilation mask."""
-    from preprocess.config import GeometryConfig
-    from preprocess.geometry import dilation_masks
-
     geo = GeometryConfig()
     arm = np.zeros((1, L.NUM_KEYPOINTS, 3), np.float32)
     arm[0, [L.L_SHOULDER, L.L_ELBOW, L.L_WRIST]] = [
