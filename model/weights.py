@@ -20,9 +20,10 @@ Diffusers and transformers folders are read by their own libraries' ``from_pretr
 names; single files go through diffusers' LDM converters with our config; the original
 AnimateDiff file through :func:`model.motion.convert_original_motion_module`. Every load is
 strict twice: the library must report no missing, unexpected or mismatched key, and the result
-is loaded with ``strict=True`` into the module our :class:`~model.config.ModelConfig` builds,
-so the public weights must have exactly the preset's architecture. PyTorch pickles are read
-with ``torch.load(..., weights_only=True)`` only.
+is loaded strictly (:func:`preprocess.weights.load_strict`: every key, every shape) into the
+module our :class:`~model.config.ModelConfig` builds, so the public weights must have exactly
+the preset's architecture. Single files are read by :func:`preprocess.weights.read_state_dict`
+(safetensors, or PyTorch pickles with ``torch.load(..., weights_only=True)`` only).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from diffusers.loaders.single_file_utils import (
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.models.unets.unet_motion_model import MotionAdapter
-from safetensors.torch import load_file
 from torch import nn
 from transformers import CLIPVisionModelWithProjection
 
@@ -52,6 +52,17 @@ from model.motion import (
     convert_original_motion_module,
     original_checkpoint_state,
 )
+from preprocess.weights import WeightsError, read_state_dict
+from preprocess.weights import load_strict as shared_load_strict
+
+__all__ = [
+    "WeightsError",
+    "load_image_encoder",
+    "load_motion_adapter",
+    "load_strict",
+    "load_unet",
+    "load_vae",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,29 +83,11 @@ WHERE = {
 }
 
 
-class WeightsError(ValueError):
-    """Public weights that do not fit the configured architecture exactly."""
-
-
-def read_state_file(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file or a PyTorch pickle (``weights_only=True``)."""
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]  # Lightning-style wrapper of original checkpoints
-    if not isinstance(loaded, dict):
-        raise WeightsError(f"{path}: expected a dict of tensors, got {type(loaded).__name__}")
-    return {k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
-
-
 def load_strict(target: M, state: dict[str, torch.Tensor], what: str) -> M:
-    """``target.load_state_dict(state, strict=True, assign=True)`` with a readable error."""
-    try:
-        target.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise WeightsError(f"{what} does not match the configured architecture: {exc}") from None
-    return target
+    """:func:`preprocess.weights.load_strict` with ``assign=True`` (the target is built empty).
+
+    A forwarder kept for ``model.folder`` until it calls the shared loader itself."""
+    return shared_load_strict(target, state, what, assign=True)
 
 
 def _empty(build: Callable[[], M]) -> M:
@@ -154,12 +147,12 @@ def load_unet(path: str | Path, cfg: ModelConfig) -> UNet2DConditionModel:
     _require(path, "unet")
     target = _empty(lambda: build_unet(cfg))
     if path.is_file():
-        state = convert_ldm_unet_checkpoint(read_state_file(path), dict(target.config))
+        state = convert_ldm_unet_checkpoint(read_state_dict(path), dict(target.config))
     else:
         folder = _subfolder(path, "unet")
         state = _from_folder(UNet2DConditionModel, folder, "unet", "diffusion_pytorch_model")
     log.info("UNet weights from %s (%d tensors)", path, len(state))
-    return load_strict(target, state, f"UNet weights {path}")
+    return shared_load_strict(target, state, f"UNet weights {path}", assign=True)
 
 
 def load_vae(path: str | Path, cfg: ModelConfig) -> AutoencoderKL:
@@ -168,12 +161,12 @@ def load_vae(path: str | Path, cfg: ModelConfig) -> AutoencoderKL:
     _require(path, "vae")
     target = _empty(lambda: build_vae(cfg))
     if path.is_file():
-        state = convert_ldm_vae_checkpoint(read_state_file(path), dict(target.config))
+        state = convert_ldm_vae_checkpoint(read_state_dict(path), dict(target.config))
     else:
         folder = _subfolder(path, "vae")
         state = _from_folder(AutoencoderKL, folder, "vae", "diffusion_pytorch_model")
     log.info("VAE weights from %s (%d tensors)", path, len(state))
-    return load_strict(target, state, f"VAE weights {path}")
+    return shared_load_strict(target, state, f"VAE weights {path}", assign=True)
 
 
 def load_image_encoder(path: str | Path, cfg: ModelConfig) -> CLIPVisionModelWithProjection:
@@ -184,7 +177,7 @@ def load_image_encoder(path: str | Path, cfg: ModelConfig) -> CLIPVisionModelWit
     state = _from_folder(CLIPVisionModelWithProjection, folder, "image_encoder", "model")
     log.info("CLIP image encoder weights from %s (%d tensors)", folder, len(state))
     target = _empty(lambda: build_image_encoder(cfg))
-    return load_strict(target, state, f"image encoder weights {folder}")
+    return shared_load_strict(target, state, f"image encoder weights {folder}", assign=True)
 
 
 def load_motion_adapter(path: str | Path, cfg: ModelConfig) -> MotionAdapter:
@@ -192,9 +185,9 @@ def load_motion_adapter(path: str | Path, cfg: ModelConfig) -> MotionAdapter:
     path = Path(path)
     _require(path, "motion_module")
     if path.is_file():
-        state = convert_original_motion_module(original_checkpoint_state(read_state_file(path)))
+        state = convert_original_motion_module(original_checkpoint_state(read_state_dict(path)))
     else:
         state = _from_folder(MotionAdapter, path, "motion_module", "diffusion_pytorch_model")
     log.info("motion-module weights from %s (%d tensors)", path, len(state))
     target = _empty(lambda: build_motion_adapter(cfg, zero_init=False))
-    return load_strict(target, state, f"motion-module weights {path}")
+    return shared_load_strict(target, state, f"motion-module weights {path}", assign=True)

@@ -1,52 +1,126 @@
-"""Device selection for the model backends: ``auto`` | ``cpu`` | ``cuda`` (``cuda:N``).
+"""Device and dtype selection: ``auto`` | ``cpu`` | ``cuda`` (``cuda:N``), for every model runtime.
 
-torch and onnxruntime are imported inside the functions, so importing this module stays light.
+Every extractor backend resolves its config's ``device`` here (through
+:class:`preprocess.backends.Backend`) and keeps the result as ``.device``; the model
+entry points (``model.animate``, ``model.init``, training) take their dtypes from
+:func:`torch_dtype`. Asking for a GPU that is not there is an error naming the config key,
+never a silent CPU run. torch and onnxruntime are imported inside the functions, so importing
+this module stays light.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("cpu", "torch", "onnx")
+"""Where a backend's work runs: plain CPU code (no GPU path), PyTorch, or onnxruntime."""
+DTYPES = ("float32", "float16", "bfloat16")
+"""dtype names a config may give (besides ``auto``); :func:`torch_dtype` turns them into torch's."""
 
 _CHOICES = "use auto, cpu, cuda or cuda:N"
 
 
-def _check(device: str) -> str:
+def check_device(device: str, key: str = "device") -> str:
+    """``device`` normalised (stripped, lower case), or a ValueError naming ``key``."""
     device = device.strip().lower()
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device {device!r} is not a device; {_CHOICES}")
+        raise ValueError(f"{key}={device!r} is not a device; {_CHOICES}")
     return device
 
 
-def torch_device(device: str) -> str:
+def cpu_device(device: str, key: str = "device", what: str = "this backend") -> str:
+    """``cpu`` for ``auto``/``cpu``; a ValueError for a GPU, since ``what`` has no GPU path."""
+    device = check_device(device, key)
+    if device.startswith("cuda"):
+        raise ValueError(f"{key}={device!r} but {what} runs on the CPU only; set {key}=cpu or auto")
+    return "cpu"
+
+
+def torch_device(device: str, key: str = "device") -> str:
     """The torch device for ``device``: ``auto`` is ``cuda`` when torch sees a GPU, else ``cpu``.
 
     Asking for ``cuda`` on a machine without one is an error, not a silent CPU run."""
     import torch
 
-    device = _check(device)
+    device = check_device(device, key)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use cpu or auto")
+        raise ValueError(f"{key}={device!r} but torch sees no CUDA GPU; use cpu or auto")
     return device
 
 
-def onnx_providers(device: str) -> list[str | tuple[str, dict[str, str]]]:
-    """onnxruntime execution providers for ``device`` (CUDA first when wanted and present)."""
+def onnx_device(device: str, key: str = "device") -> str:
+    """The device onnxruntime will be asked for: ``auto`` is ``cuda`` when onnxruntime has its
+    CUDA execution provider (``onnxruntime-gpu``), else ``cpu``; ``cuda`` without it is an error."""
     import onnxruntime as ort
 
-    device = _check(device)
+    device = check_device(device, key)
     available = ort.get_available_providers()
     has_cuda = "CUDAExecutionProvider" in available
-    if device == "cpu" or (device == "auto" and not has_cuda):
-        return ["CPUExecutionProvider"]
-    if not has_cuda:
+    if device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if device.startswith("cuda") and not has_cuda:
         raise ValueError(
-            f"device={device!r} but onnxruntime has no CUDAExecutionProvider "
+            f"{key}={device!r} but onnxruntime has no CUDAExecutionProvider "
             f"(available: {', '.join(available)}); install onnxruntime-gpu or use cpu"
         )
+    return device
+
+
+def onnx_providers(device: str, key: str = "device") -> list[str | tuple[str, dict[str, str]]]:
+    """onnxruntime execution providers for ``device`` (CUDA first when wanted and present)."""
+    device = onnx_device(device, key)
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
     index = device.split(":", 1)[1] if ":" in device else "0"
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+
+
+def resolve_device(device: str, runtime: str, key: str = "device", what: str = "") -> str:
+    """``device`` resolved for a backend of ``runtime`` (one of :data:`RUNTIMES`)."""
+    if runtime == "torch":
+        return torch_device(device, key)
+    if runtime == "onnx":
+        return onnx_device(device, key)
+    if runtime == "cpu":
+        return cpu_device(device, key, what or "this backend")
+    raise ValueError(f"unknown runtime {runtime!r}; one of {RUNTIMES}")
+
+
+def onnx_session(path: str | Path, device: str, threads: int, key: str = "device") -> Any:
+    """An onnxruntime session on ``device`` (see :func:`onnx_session_options` for ``threads``).
+
+    onnxruntime quietly falls back to the CPU when its CUDA provider cannot start (missing
+    CUDA libraries); an explicitly asked GPU then is an error, ``auto`` a warning. The
+    session's device is :func:`session_device`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(
+        str(path), sess_options=onnx_session_options(threads), providers=onnx_providers(device, key)
+    )
+    wanted = onnx_device(device, key)
+    if wanted != "cpu" and session_device(session) == "cpu":
+        message = f"{key}={device!r}: onnxruntime could not start CUDA for {path}"
+        if check_device(device, key) != "auto":
+            raise ValueError(f"{message}; fix the CUDA install or use cpu")
+        log.warning("%s; running on the CPU", message)
+    return session
+
+
+def session_device(session: Any) -> str:
+    """``cuda:N`` when an onnxruntime session runs on its CUDA provider, else ``cpu``."""
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        return "cpu"
+    options = session.get_provider_options().get("CUDAExecutionProvider", {})
+    return f"cuda:{options.get('device_id', '0')}"
 
 
 def onnx_session_options(threads: int) -> Any:
@@ -64,3 +138,15 @@ def onnx_session_options(threads: int) -> Any:
         options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
+
+
+def torch_dtype(name: str, device: str | torch.device) -> torch.dtype:
+    """The torch dtype of ``name`` (:data:`DTYPES` or ``auto``: bfloat16 on CUDA, else float32)."""
+    import torch
+
+    if name == "auto":
+        kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
+        return torch.bfloat16 if kind == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r} is not one of auto, {', '.join(DTYPES)}")
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]

@@ -1,4 +1,15 @@
-"""The extractors' public weights: where each comes from, a local cache, sha256 manifest.
+"""Weights on disk, one place for ``preprocess`` and ``model``: cache, hashes, strict loading.
+
+- where weights live: the cache folder :func:`cache_dir` (``model.metrics`` keeps its files in
+  ``metrics/`` inside it) and the real test assets :func:`assets_dir`;
+- what they are: :func:`sha256_file`, and :func:`backend_identity`, the ``{"name", "model",
+  "sha256", ...}`` every extractor backend records in each clip's metadata (compared on resume);
+- how they load: :func:`read_state_dict` (safetensors, or a pickle read with
+  ``weights_only=True``) and :func:`load_strict` (every key, with a readable error);
+- the extractors' public weights (DWPose, PWC-Net, Depth Anything): where each comes from,
+  fetched into the cache with a sha256 manifest by the command line below.
+
+torch and safetensors are imported inside the functions that need them.
 
     python -m preprocess.weights list                  # every file: present / missing, where
     python -m preprocess.weights fetch [NAME ...]      # download what is missing (network)
@@ -19,6 +30,7 @@ explicit paths (``pose.detector``, ``pose.model``, ``flow.weights``, ``depth.mod
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -28,10 +40,129 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+
+
+# ---- where weights live, and what they are -------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """``$MCANIM_WEIGHTS``, default ``~/.cache/mcanim/weights``."""
+    return Path(os.environ.get("MCANIM_WEIGHTS") or "~/.cache/mcanim/weights").expanduser()
+
+
+def assets_dir() -> Path:
+    """The real test assets (videos, small models): ``$MCANIM_ASSETS``, default
+    ``../shared/assets`` beside the repository. Not checked here: callers say what is missing."""
+    env = os.environ.get("MCANIM_ASSETS")
+    return (
+        Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "shared" / "assets"
+    )
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file, computed once per (path, size, modification time) in a process."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return _sha256(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def backend_identity(name: str, model: str = "", **extra: object) -> dict[str, object]:
+    """``{"name", "model", "sha256", ...extra}`` of a backend: recorded in every clip's metadata
+    and compared on resume. ``model`` is a weights file (resolved) or ''; sha256 is None
+    without a file."""
+    sha = sha256_file(model) if model and Path(model).is_file() else None
+    return {
+        "name": name,
+        "model": str(Path(model).resolve()) if model else "",
+        "sha256": sha,
+        **extra,
+    }
+
+
+# ---- state dicts: safe reading, strict loading -------------------------------------------------
+
+M = TypeVar("M", bound="torch.nn.Module")
+
+
+class WeightsError(ValueError):
+    """Weights that do not fit the module they are loaded into exactly."""
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file or a PyTorch pickle, read safely.
+
+    Pickles are read with ``torch.load(weights_only=True)`` (no code runs); a ``state_dict``
+    wrapper (Lightning, MMFlow, 3D-ResNets) is unwrapped, non-tensor entries (training
+    metadata) are dropped, and a ``module.`` prefix on every key (DataParallel) is removed."""
+    import torch
+
+    if Path(path).suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict):
+        raise WeightsError(f"{path}: expected a dict of tensors, got {type(loaded).__name__}")
+    state = {k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise WeightsError(f"{path}: no tensors in this checkpoint")
+    if all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state
+
+
+def load_strict(module: M, state: dict[str, torch.Tensor], what: str, *, assign: bool = False) -> M:
+    """Load ``state`` into ``module`` by key name; any missing, unexpected or reshaped key is a
+    :class:`WeightsError` naming them (``assign``: take the tensors as they are, for modules
+    built on the meta device). Returns ``module``."""
+    own = module.state_dict()
+    reshaped = {
+        k: f"{k}: {tuple(v.shape)} in the weights, {tuple(own[k].shape)} here"
+        for k, v in state.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    }
+    fitting = {k: v for k, v in state.items() if k not in reshaped}
+    try:
+        result = module.load_state_dict(fitting, strict=False, assign=assign)
+    except RuntimeError as exc:
+        raise WeightsError(f"{what} does not match the configured architecture: {exc}") from None
+    missing = [k for k in result.missing_keys if k not in reshaped]
+    problems = [
+        f"{len(keys)} {label} {list(keys)[:5]}"
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", result.unexpected_keys),
+            ("keys of another shape", list(reshaped.values())),
+        )
+        if keys
+    ]
+    if problems:
+        raise WeightsError(
+            f"{what} does not match the configured architecture: {'; '.join(problems)}"
+        )
+    return module
+
+
+# ---- the extractors' weights: catalogue, manifest, download --------------------------------------
 
 
 @dataclass(frozen=True)
@@ -96,11 +227,6 @@ ENTRIES: dict[str, Entry] = {
 }
 
 
-def cache_dir() -> Path:
-    """``$MCANIM_WEIGHTS``, default ``~/.cache/mcanim/weights``."""
-    return Path(os.environ.get("MCANIM_WEIGHTS") or "~/.cache/mcanim/weights").expanduser()
-
-
 def entry_path(name: str, path: str = ".") -> Path:
     """Where an entry's file (or, with '.', its folder) lives in the cache."""
     return (cache_dir() / ENTRIES[name].folder / path).resolve()
@@ -124,14 +250,6 @@ def write_manifest(files: dict[str, dict[str, object]]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"files": files}, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def mirrored(url: str, mirror: str) -> str:
@@ -164,7 +282,7 @@ def _status(entry: Entry, f: WeightFile, manifest: dict[str, dict[str, object]])
     record = manifest.get(_relative(entry, f))
     if record is None:
         return "unrecorded"
-    return "ok" if record.get("sha256") == sha256(path) else "altered"
+    return "ok" if record.get("sha256") == sha256_file(path) else "altered"
 
 
 def _selected(names: list[str]) -> list[Entry]:
@@ -212,7 +330,7 @@ def cmd_fetch(entries: list[Entry], *, mirror: str, force: bool) -> int:
             dest, key = entry_path(entry.name, f.path), _relative(entry, f)
             if dest.is_file() and not force:
                 if key not in manifest:
-                    manifest[key] = _record(dest, sha256(dest), f, adopted=True)
+                    manifest[key] = _record(dest, sha256_file(dest), f, adopted=True)
                     log.info("recorded %s (already present)", dest)
                 continue
             url = mirrored(f.source_url(), mirror)

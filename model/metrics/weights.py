@@ -4,16 +4,20 @@ Every file is looked for as ``$MCANIM_WEIGHTS/metrics/NAME`` (default
 ``~/.cache/mcanim/weights/metrics/NAME``), or in ``--weights DIR`` of ``python -m
 model.evaluate``. They are downloaded by hand from the URLs below (``preprocess.weights``
 manages the extractors' files only: its ``fetch`` runs in ``make demo-paper``, and one of
-these files sits in a Google Drive folder with no direct URL).
+these files sits in a Google Drive folder with no direct URL). The cache folder, safe reading
+and strict loading are the shared ones of :mod:`preprocess.weights`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from preprocess.weights import cache_dir, load_strict, read_state_dict
+
+__all__ = ["FILES", "Published", "load_state", "load_strict", "metrics_cache", "weight_path"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,7 @@ FILES = {
 
 def metrics_cache() -> Path:
     """``$MCANIM_WEIGHTS/metrics`` (default ``~/.cache/mcanim/weights/metrics``)."""
-    root = os.environ.get("MCANIM_WEIGHTS") or "~/.cache/mcanim/weights"
-    return Path(root).expanduser() / "metrics"
+    return cache_dir() / "metrics"
 
 
 def weight_path(name: str, folder: str | Path | None = None) -> Path:
@@ -81,17 +84,4 @@ def weight_path(name: str, folder: str | Path | None = None) -> Path:
 def load_state(name: str, folder: str | Path | None = None) -> dict[str, torch.Tensor]:
     """The state dict of a published ``.pth`` (a ``state_dict`` entry and a DataParallel
     ``module.`` prefix are unwrapped, as in 3D-ResNets' checkpoints)."""
-    data = torch.load(weight_path(name, folder), map_location="cpu", weights_only=True)
-    if isinstance(data, dict) and "state_dict" in data:
-        data = data["state_dict"]
-    return {k.removeprefix("module."): v for k, v in data.items()}
-
-
-def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Load by key name; any missing or unexpected key is an error naming them."""
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"{what}: keys do not match (missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]})"
-        )
+    return read_state_dict(weight_path(name, folder))

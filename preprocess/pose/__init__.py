@@ -1,11 +1,15 @@
-"""Multi-person whole-body pose: backends (registry), tracking and the pose-map renderer.
+"""Multi-person whole-body pose: backends (registry), cleanup and tracking.
 
 Importing this package registers the built-in backends (``movenet``, ``precomputed``,
 ``dwpose``); it is light (NumPy, OpenCV, SciPy; onnxruntime is imported only when a model
-backend is built), so training and inference import it for :func:`render_pose`. See
-docs/pose.md.
+backend is built). Every backend has the shape of :class:`preprocess.backends.Backend`
+(built from ``cfg.pose``, ``.device``, ``.identity()``). The pose-map renderer and the keypoint
+layout live in the pure geometry layer (``preprocess.geometry.render`` / ``.layout``) and are
+re-exported here. See docs/pose.md.
 """
 
+from preprocess.geometry.layout import NUM_KEYPOINTS
+from preprocess.geometry.render import render_pose, render_pose_sequence, to_openpose18
 from preprocess.pose import dwpose, movenet, precomputed  # noqa: F401  (fill the registry)
 from preprocess.pose.base import (
     POSE_BACKENDS,
@@ -14,9 +18,7 @@ from preprocess.pose.base import (
     create_pose_backend,
     register_pose_backend,
 )
-from preprocess.pose.layout import NUM_KEYPOINTS
 from preprocess.pose.precomputed import read_sidecar, sidecar_path, write_sidecar
-from preprocess.pose.render import render_pose, render_pose_sequence, to_openpose18
 from preprocess.pose.tracking import track
 
 __all__ = [

@@ -27,23 +27,32 @@ Batching: the batch dimension of each ONNX file is read from the file. A symboli
 batch runs up to ``pose.batch_size`` frames (detector) or person crops of many frames (pose
 model) per call; a fixed batch ``B`` runs chunks of exactly ``B`` (the last chunk padded by
 repetition, its extra outputs dropped). See docs/extractors.md for what the public files allow.
+
+The model-independent steps (ONNX batching, letterbox, NMS, crops and their inverse, grouping
+by frame) live in :mod:`preprocess.pose.topdown`; this module holds what is DWPose's own.
+Both sessions run on ``pose.device`` (onnxruntime; ``.device`` is where they really run).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import cv2
 import numpy as np
 
+from preprocess.backends import require_model_file
 from preprocess.config import PoseConfig
-from preprocess.devices import onnx_providers, onnx_session_options
-from preprocess.pose.base import PoseBackend, register_pose_backend, require_model_file
-from preprocess.pose.layout import NUM_KEYPOINTS
-from preprocess.weights_id import backend_identity
+from preprocess.geometry.layout import NUM_KEYPOINTS
+from preprocess.pose.base import POSE_BACKENDS
+from preprocess.pose.topdown import (
+    Crop,
+    OnnxModel,
+    TopDownBackend,
+    crop_patch,
+    crop_to_frame,
+    letterbox,
+    nms_boxes,
+)
+from preprocess.weights import backend_identity
 
 log = logging.getLogger(__name__)
 
@@ -62,61 +71,12 @@ POSE_HOWTO = (
 
 YOLOX_STRIDES = (8, 16, 32)
 YOLOX_PAD_VALUE = 114
-BBOX_PADDING = 1.25
 SIMCC_SPLIT_RATIO = 2.0
 IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], np.float32)  # RGB, 0..255 scale
 IMAGENET_STD = np.array([58.395, 57.12, 57.375], np.float32)
 
 
-# ---- ONNX sessions --------------------------------------------------------------------------
-
-
-class OnnxModel:
-    """An onnxruntime session with its input geometry and batch rule read from the file."""
-
-    def __init__(self, path: Path, device: str, threads: int, default_hw: tuple[int, int]):
-        import onnxruntime as ort
-
-        self.session: Any = ort.InferenceSession(
-            str(path), sess_options=onnx_session_options(threads), providers=onnx_providers(device)
-        )
-        spec = self.session.get_inputs()[0]
-        self.input = spec.name
-        shape = list(spec.shape)
-        if len(shape) != 4:
-            raise ValueError(f"{path}: expected an NCHW image input, got shape {shape}")
-        self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-        dims = [d if isinstance(d, int) and d > 0 else None for d in shape[2:]]
-        self.hw = (dims[0] or default_hw[0], dims[1] or default_hw[1])
-        self.provider = self.session.get_providers()[0]
-
-    def run(self, batch: np.ndarray, batch_size: int) -> list[np.ndarray]:
-        """All outputs for ``batch`` (N, 3, h, w), in chunks the model's batch dim allows."""
-        n = len(batch)
-        step = self.fixed_batch or max(1, batch_size)
-        chunks: list[list[np.ndarray]] = []
-        for start in range(0, n, step):
-            part = batch[start : start + step]
-            real = len(part)
-            if self.fixed_batch and real < self.fixed_batch:  # pad a fixed batch by repetition
-                part = np.concatenate([part, np.repeat(part[-1:], self.fixed_batch - real, 0)])
-            outs = self.session.run(None, {self.input: np.ascontiguousarray(part, np.float32)})
-            chunks.append([o[:real] for o in outs])
-        return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
-
-
-# ---- detector: letterbox + YOLOX head decoding ---------------------------------------------
-
-
-def letterbox(frame_bgr: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, float]:
-    """(H, W, 3) uint8 BGR -> ((3, h, w) float32 0..255 on a 114 canvas, ratio r)."""
-    h_in, w_in = input_hw
-    height, width = frame_bgr.shape[:2]
-    ratio = min(h_in / height, w_in / width)
-    new_w, new_h = int(width * ratio), int(height * ratio)
-    canvas = np.full((h_in, w_in, 3), YOLOX_PAD_VALUE, np.uint8)
-    canvas[:new_h, :new_w] = cv2.resize(frame_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    return canvas.transpose(2, 0, 1).astype(np.float32), ratio
+# ---- detector: YOLOX head decoding ---------------------------------------------------------
 
 
 def yolox_grid(input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -151,51 +111,18 @@ def decode_yolox(
     keep = score > score_threshold
     if not keep.any():
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-    boxes = np.concatenate([centre - size / 2, centre + size / 2], 1)[keep] / ratio
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], 1)[keep] / ratio  # (M, 4)
     score = score[keep]
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1)
-    idx = np.asarray(
-        cv2.dnn.NMSBoxes(xywh.tolist(), score.tolist(), score_threshold, nms_iou), int
-    ).reshape(-1)
-    idx = idx[np.argsort(-score[idx], kind="stable")]
+    idx = nms_boxes(boxes, score, score_threshold, nms_iou)
     return boxes[idx].astype(np.float32), score[idx].astype(np.float32)
 
 
-# ---- pose model: affine crops + SimCC decoding ---------------------------------------------
-
-
-@dataclass
-class Crop:
-    """Where a person crop comes from: centre (x, y) and size (w, h) in frame pixels."""
-
-    frame: int
-    centre: np.ndarray
-    scale: np.ndarray
-
-
-def box_to_crop(frame: int, box: np.ndarray, input_hw: tuple[int, int]) -> Crop:
-    """Box xyxy -> crop centre and size: padded by 1.25 and fitted to the input's aspect."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    w, h = (x2 - x1) * BBOX_PADDING, (y2 - y1) * BBOX_PADDING
-    aspect = input_hw[1] / input_hw[0]  # width / height of the model input
-    w, h = (w, w / aspect) if w > h * aspect else (h * aspect, h)
-    return Crop(frame, np.array([(x1 + x2) / 2, (y1 + y2) / 2], np.float64), np.array([w, h]))
-
-
-def crop_matrix(crop: Crop, input_hw: tuple[int, int]) -> np.ndarray:
-    """2x3 affine frame -> crop: uniform scale input_w / crop_w, centre to the input centre."""
-    s = input_hw[1] / crop.scale[0]
-    cx, cy = crop.centre
-    return np.array(
-        [[s, 0.0, input_hw[1] / 2 - s * cx], [0.0, s, input_hw[0] / 2 - s * cy]], np.float64
-    )
+# ---- pose model: normalised crops + SimCC decoding -----------------------------------------
 
 
 def crop_input(frame_rgb: np.ndarray, crop: Crop, input_hw: tuple[int, int]) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (3, h, w) float32 normalised crop for the pose model."""
-    patch = cv2.warpAffine(
-        frame_rgb, crop_matrix(crop, input_hw), (input_hw[1], input_hw[0]), flags=cv2.INTER_LINEAR
-    )
+    patch = crop_patch(frame_rgb, crop, input_hw)  # (h, w, 3) uint8
     return ((patch.astype(np.float32) - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
 
 
@@ -206,9 +133,7 @@ def decode_simcc(
     xs = simcc_x.argmax(-1) / SIMCC_SPLIT_RATIO  # (M, K) crop pixels
     ys = simcc_y.argmax(-1) / SIMCC_SPLIT_RATIO
     score = np.minimum(simcc_x.max(-1), simcc_y.max(-1))  # (M, K)
-    centre = np.stack([c.centre for c in crops])[:, None]  # (M, 1, 2)
-    scale = np.stack([c.scale for c in crops])[:, None]  # (M, 1, 2)
-    xy = np.stack([xs, ys], -1) / np.array([input_hw[1], input_hw[0]]) * scale + centre - scale / 2
+    xy = crop_to_frame(np.stack([xs, ys], -1), crops, input_hw)  # (M, K, 2)
     out = np.concatenate([xy, np.maximum(score, 0.0)[..., None]], -1)
     return out.astype(np.float32)
 
@@ -216,8 +141,8 @@ def decode_simcc(
 # ---- backend -------------------------------------------------------------------------------
 
 
-@register_pose_backend("dwpose")
-class DWPoseBackend(PoseBackend):
+@POSE_BACKENDS.register("dwpose")
+class DWPoseBackend(TopDownBackend):
     """YOLOX-L person boxes, then DWPose's 133 whole-body keypoints per box."""
 
     name = "dwpose"
@@ -226,8 +151,9 @@ class DWPoseBackend(PoseBackend):
         super().__init__(cfg)
         detector = require_model_file(cfg.detector, "pose.detector", DETECTOR_HOWTO)
         model = require_model_file(cfg.model, "pose.model", POSE_HOWTO)
-        self.detector = OnnxModel(detector, cfg.device, cfg.threads, (640, 640))
-        self.pose = OnnxModel(model, cfg.device, cfg.threads, (384, 288))
+        self.detector = OnnxModel(detector, cfg.device, cfg.threads, (640, 640), "pose.device")
+        self.pose = OnnxModel(model, cfg.device, cfg.threads, (384, 288), "pose.device")
+        self.device = self.pose.device
         log.info(
             "DWPose detector %s (%s, batch %s), pose %s (%s, batch %s) on %s",
             detector.name,
@@ -239,12 +165,19 @@ class DWPoseBackend(PoseBackend):
             self.pose.provider,
         )
 
+    @property
+    def crop_hw(self) -> tuple[int, int]:
+        return self.pose.hw
+
     def detect_boxes(self, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Person boxes (M, 4) xyxy and scores (M,) of every (H, W, 3) uint8 RGB frame."""
         out = []
-        step = max(self.cfg.batch_size, self.detector.fixed_batch or 1)
+        step = self.detector.step(self.cfg.batch_size)
         for start in range(0, len(frames), step):  # bounded memory: one batch of inputs
-            prepared = [letterbox(f[..., ::-1], self.detector.hw) for f in frames[start:][:step]]
+            prepared = [  # YOLOX reads BGR
+                letterbox(f[..., ::-1], self.detector.hw, YOLOX_PAD_VALUE)
+                for f in frames[start:][:step]
+            ]
             batch = np.stack([img for img, _ in prepared])  # (b, 3, 640, 640) BGR
             raw = self.detector.run(batch, self.cfg.batch_size)[0]  # (b, A, 85)
             out += [
@@ -257,9 +190,8 @@ class DWPoseBackend(PoseBackend):
 
     def crop_keypoints(self, frames: np.ndarray, crops: list[Crop]) -> np.ndarray:
         """(M, 133, 3) keypoints of every crop, in frame pixels."""
-        hw, parts = self.pose.hw, []
-        step = max(self.cfg.batch_size, self.pose.fixed_batch or 1)
-        names = [o.name for o in self.pose.session.get_outputs()]
+        hw, parts, names = self.pose.hw, [], self.pose.outputs
+        step = self.pose.step(self.cfg.batch_size)
         for start in range(0, len(crops), step):  # bounded memory: one batch of crops
             chunk = crops[start : start + step]
             batch = np.stack([crop_input(frames[c.frame], c, hw) for c in chunk])  # (b, 3, h, w)
@@ -267,32 +199,13 @@ class DWPoseBackend(PoseBackend):
             simcc_x = outs[names.index("simcc_x")] if "simcc_x" in names else outs[0]
             simcc_y = outs[names.index("simcc_y")] if "simcc_y" in names else outs[1]
             parts.append(decode_simcc(simcc_x, simcc_y, chunk, hw))
-        return np.concatenate(parts)
-
-    def detect_frames(self, frames: np.ndarray) -> list[np.ndarray]:
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected (T, H, W, 3) uint8 RGB frames, got {frames.shape}")
-        hw = self.pose.hw
-        crops = [
-            box_to_crop(t, box, hw)
-            for t, (boxes, _) in enumerate(self.detect_boxes(frames))
-            for box in boxes
-        ]
-        people = [np.zeros((0, NUM_KEYPOINTS, 3), np.float32) for _ in frames]
-        if not crops:
-            return people
-        keypoints = self.crop_keypoints(frames, crops)  # (M, K, 3)
+        keypoints = np.concatenate(parts)  # (M, K, 3)
         if keypoints.shape[1] != NUM_KEYPOINTS:
             raise ValueError(
                 f"pose model gives {keypoints.shape[1]} keypoints, expected {NUM_KEYPOINTS} "
                 "(COCO-WholeBody); is pose.model a whole-body DWPose/RTMPose file?"
             )
-        frame_of = np.array([c.frame for c in crops])
-        for t in range(len(frames)):
-            people[t] = keypoints[frame_of == t]
-        return people
+        return keypoints
 
-    def identity(self) -> dict[str, object]:
-        return backend_identity(
-            self.name, self.cfg.model, detector=backend_identity("yolox", self.cfg.detector)
-        )
+    def identity_extras(self) -> dict[str, object]:
+        return {"detector": backend_identity("yolox", self.cfg.detector)}

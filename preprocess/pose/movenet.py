@@ -12,6 +12,9 @@ per-axis resize factors, so keypoints land in the frame's own pixels.
 Batching: the exported graph has batch 1 baked into internal Reshape nodes (marking the input's
 batch dimension dynamic makes a batch of 2 fail in ``Transpose__1303``), so frames run one at a
 time. Keypoint scores are returned as the model gives them (no ``min_score`` cut here).
+
+Device: the session runs on ``pose.device`` through onnxruntime (``cuda`` needs
+``onnxruntime-gpu``; ``.device`` is where it really runs).
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from preprocess.backends import require_model_file
 from preprocess.config import PoseConfig
-from preprocess.devices import onnx_session_options
-from preprocess.pose.base import PoseBackend, register_pose_backend, require_model_file
-from preprocess.pose.layout import NUM_KEYPOINTS
+from preprocess.devices import onnx_session, session_device
+from preprocess.geometry.layout import NUM_KEYPOINTS
+from preprocess.pose.base import POSE_BACKENDS, PoseBackend
 
 log = logging.getLogger(__name__)
 
@@ -76,35 +80,25 @@ def decode_output(
     return out
 
 
-def _providers() -> list[str]:
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return [p for p in wanted if p in available] or ["CPUExecutionProvider"]
-
-
-@register_pose_backend("movenet")
+@POSE_BACKENDS.register("movenet")
 class MoveNetBackend(PoseBackend):
     """17-point COCO body pose of up to 6 people per frame; tracking links them over frames."""
 
     name = "movenet"
+    runtime = "onnx"
 
     def __init__(self, cfg: PoseConfig) -> None:
         super().__init__(cfg)
-        import onnxruntime as ort
-
         path = require_model_file(cfg.model, "pose.model", MOVENET_HOWTO)
-        self._session: Any = ort.InferenceSession(
-            str(path), sess_options=onnx_session_options(cfg.threads), providers=_providers()
-        )
-        self._input = self._session.get_inputs()[0].name
-        log.info("MoveNet %s on %s", path, self._session.get_providers()[0])
+        self.session: Any = onnx_session(path, cfg.device, cfg.threads, "pose.device")
+        self.device = session_device(self.session)
+        self._input = self.session.get_inputs()[0].name
+        log.info("MoveNet %s on %s", path, self.device)
 
     def detect_frame(self, frame: np.ndarray) -> np.ndarray:
         """One (H, W, 3) uint8 RGB frame -> (N, 133, 3) float32 people."""
         batch = prepare_frame(frame, self.cfg.input_size)
-        (output,) = self._session.run(None, {self._input: batch})  # (1, 6, 56)
+        (output,) = self.session.run(None, {self._input: batch})  # (1, 6, 56)
         return decode_output(output, frame.shape[:2], self.cfg.input_size, self.cfg.person_score)
 
     def detect_frames(self, frames: np.ndarray) -> list[np.ndarray]:

@@ -13,6 +13,8 @@ fsspec URIs work the same way). Format, an ``.npz`` read with ``allow_pickle=Fal
 
 For a clip, rows ``clip.source_frames`` are taken, scaled to stored pixels, padded to 133
 points; with ``tracked`` people absent from the whole clip are dropped (order kept).
+
+No model runs: ``pose.device`` may be ``auto`` or ``cpu`` only.
 """
 
 from __future__ import annotations
@@ -26,10 +28,9 @@ import numpy as np
 
 from preprocess.clip import Clip
 from preprocess.config import PoseConfig
-from preprocess.pose.base import PoseBackend, register_pose_backend
-from preprocess.pose.layout import pad_to_wholebody
+from preprocess.geometry.layout import pad_to_wholebody
+from preprocess.pose.base import POSE_BACKENDS, PoseBackend
 from preprocess.pose.tracking import track
-from preprocess.weights_id import backend_identity
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def _missing(path: str) -> str:
     )
 
 
-@register_pose_backend("precomputed")
+@POSE_BACKENDS.register("precomputed")
 class PrecomputedBackend(PoseBackend):
     """Keypoints from per-video sidecars (see the module docstring for the format)."""
 
@@ -135,5 +136,8 @@ class PrecomputedBackend(PoseBackend):
         present = selected[..., 2].max(axis=(0, 2)) > 0  # (P,) seen somewhere in the clip
         return np.ascontiguousarray(selected[:, present])
 
-    def identity(self) -> dict[str, object]:
-        return backend_identity(self.name, sidecar_suffix=self.cfg.sidecar_suffix)
+    def model_file(self) -> str:
+        return ""  # keypoints come from files next to the videos, not from weights
+
+    def identity_extras(self) -> dict[str, object]:
+        return {"sidecar_suffix": self.cfg.sidecar_suffix}

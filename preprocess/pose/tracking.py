@@ -28,7 +28,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from preprocess.config import PoseConfig
-from preprocess.pose.layout import NUM_KEYPOINTS
+from preprocess.geometry.layout import NUM_KEYPOINTS
 
 FORBIDDEN = 1e6
 VELOCITY_SMOOTHING = 0.5

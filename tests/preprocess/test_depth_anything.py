@@ -10,7 +10,7 @@ import torch
 
 from preprocess.config import DepthConfig
 from preprocess.depth import create_depth_backend
-from preprocess.depth_anything import DepthAnythingDepth, normalise_per_frame, resolve_model
+from preprocess.depth.depth_anything import DepthAnythingDepth, normalise_per_frame, resolve_model
 from tests.preprocess.standins import write_depth_anything
 
 

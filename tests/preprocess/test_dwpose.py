@@ -15,16 +15,10 @@ import numpy as np
 import pytest
 
 from preprocess.config import PoseConfig
+from preprocess.geometry.layout import NUM_KEYPOINTS
 from preprocess.pose import create_pose_backend
-from preprocess.pose.dwpose import (
-    DWPoseBackend,
-    box_to_crop,
-    crop_matrix,
-    decode_simcc,
-    decode_yolox,
-    letterbox,
-)
-from preprocess.pose.layout import NUM_KEYPOINTS
+from preprocess.pose.dwpose import DWPoseBackend, decode_simcc, decode_yolox
+from preprocess.pose.topdown import box_to_crop, crop_matrix, letterbox
 from tests.media import read_frames
 from tests.preprocess.standins import planted_head, write_dwpose_onnx, write_yolox_onnx
 

@@ -19,6 +19,7 @@ from scipy.optimize import linear_sum_assignment
 
 from preprocess.clip import Clip, VideoInfo
 from preprocess.config import PoseConfig
+from preprocess.geometry.layout import NUM_KEYPOINTS
 from preprocess.pose import (
     POSE_BACKENDS,
     PoseBackend,
@@ -26,7 +27,6 @@ from preprocess.pose import (
     create_pose_backend,
     register_pose_backend,
 )
-from preprocess.pose.layout import NUM_KEYPOINTS
 from preprocess.pose.movenet import decode_output, input_geometry, prepare_frame
 from tests.media import read_frames
 
@@ -72,9 +72,6 @@ class _Synthetic(PoseBackend):
                 people[p, :17, 2] = 0.8
             out.append(people[::-1] if t % 2 else people)
         return out
-
-    def identity(self) -> dict[str, object]:
-        return {"name": self.name, "model": "", "sha256": None}
 
 
 def test_register_and_default_clip_keypoints_tracks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from preprocess.config import PoseConfig
+from preprocess.geometry.layout import NUM_KEYPOINTS
 from preprocess.pose.cleanup import (
     COCO_BODY_SIGMAS,
     clean_detections,
@@ -14,7 +15,6 @@ from preprocess.pose.cleanup import (
     keypoint_similarity,
     suppress_duplicates,
 )
-from preprocess.pose.layout import NUM_KEYPOINTS
 from tests.preprocess.test_tracking import person
 
 CFG = PoseConfig(min_score=0.3, nms_oks=0.5, require_torso=True)

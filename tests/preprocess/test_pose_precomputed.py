@@ -9,6 +9,7 @@ import pytest
 
 from preprocess.clip import Clip, VideoInfo
 from preprocess.config import PoseConfig
+from preprocess.geometry.layout import NUM_KEYPOINTS
 from preprocess.pose import (
     PoseBackend,
     create_pose_backend,
@@ -16,7 +17,6 @@ from preprocess.pose import (
     sidecar_path,
     write_sidecar,
 )
-from preprocess.pose.layout import NUM_KEYPOINTS
 
 SRC_W, SRC_H = 768, 576  # displayed source size
 STORED_W, STORED_H = 384, 288  # stored: half

@@ -16,14 +16,14 @@ import torch
 
 from preprocess.config import FlowConfig
 from preprocess.flow import create_flow_backend
-from preprocess.pwcnet import PWCNetFlow
-from preprocess.pwcnet.checkpoint import (
+from preprocess.flow.pwcnet import PWCNetFlow
+from preprocess.flow.pwcnet.checkpoint import (
     config_from_state_dict,
     convert_state_dict,
     load_mmflow_pwcnet,
     mmflow_key_map,
 )
-from preprocess.pwcnet.net import PWCNet, PWCNetConfig, correlation, estimate_flow, warp
+from preprocess.flow.pwcnet.net import PWCNet, PWCNetConfig, correlation, estimate_flow, warp
 from tests.preprocess.standins import TINY_PWCNET, MMFlowPWCNet, write_pwcnet_checkpoint
 
 

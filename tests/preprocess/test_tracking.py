@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from preprocess.config import PoseConfig
-from preprocess.pose.layout import NUM_KEYPOINTS
+from preprocess.geometry.layout import NUM_KEYPOINTS
 from preprocess.pose.tracking import box_iou, keypoint_box, track
 from tests.media import read_frames
 

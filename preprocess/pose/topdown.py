@@ -1,0 +1,190 @@
+"""Top-down pose machinery: person boxes -> one crop per person -> keypoints -> frame pixels.
+
+Shared by the top-down backends (``dwpose`` today); none of it knows a particular model:
+
+- :class:`OnnxModel`: an NCHW image model in onnxruntime, batched as its file allows (a
+  symbolic batch runs ``pose.batch_size`` images per call; a fixed batch ``B`` runs chunks of
+  exactly ``B``, the last padded by repetition and its extra outputs dropped);
+- :func:`letterbox`: a frame resized into a fixed input, top-left on a grey canvas (detectors);
+- :func:`nms_boxes`: score threshold + IoU non-maximum suppression of boxes;
+- :class:`Crop`, :func:`box_to_crop`, :func:`crop_matrix`, :func:`crop_patch`: a box padded
+  and fitted to the crop model's aspect, and the affine warp frame -> crop (its inverse maps
+  keypoints back to frame pixels);
+- :class:`TopDownBackend`: the pose backend that chains them; a subclass gives the boxes
+  (:meth:`~TopDownBackend.detect_boxes`) and the keypoints of a batch of crops
+  (:meth:`~TopDownBackend.crop_keypoints`).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from preprocess.devices import onnx_session, session_device
+from preprocess.geometry.layout import NUM_KEYPOINTS
+from preprocess.pose.base import PoseBackend
+
+log = logging.getLogger(__name__)
+
+BBOX_PADDING = 1.25
+"""A person box is enlarged by this factor before cropping (mmpose's top-down default)."""
+
+
+class OnnxModel:
+    """An onnxruntime session with its input geometry and batch rule read from the file."""
+
+    def __init__(
+        self, path: Path, device: str, threads: int, default_hw: tuple[int, int], key: str
+    ) -> None:
+        self.session: Any = onnx_session(path, device, threads, key)
+        self.device = session_device(self.session)
+        spec = self.session.get_inputs()[0]
+        self.input = spec.name
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        shape = list(spec.shape)
+        if len(shape) != 4:
+            raise ValueError(f"{path}: expected an NCHW image input, got shape {shape}")
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        dims = [d if isinstance(d, int) and d > 0 else None for d in shape[2:]]
+        self.hw = (dims[0] or default_hw[0], dims[1] or default_hw[1])
+        self.provider = self.session.get_providers()[0]
+
+    def step(self, batch_size: int) -> int:
+        """Images to prepare at a time: ``batch_size``, at least one fixed batch."""
+        return max(batch_size, self.fixed_batch or 1)
+
+    def run(self, batch: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        """All outputs for ``batch`` (N, 3, h, w), in chunks the model's batch dim allows."""
+        n = len(batch)
+        step = self.fixed_batch or max(1, batch_size)
+        chunks: list[list[np.ndarray]] = []
+        for start in range(0, n, step):
+            part = batch[start : start + step]
+            real = len(part)
+            if self.fixed_batch and real < self.fixed_batch:  # pad a fixed batch by repetition
+                part = np.concatenate([part, np.repeat(part[-1:], self.fixed_batch - real, 0)])
+            outs = self.session.run(None, {self.input: np.ascontiguousarray(part, np.float32)})
+            chunks.append([o[:real] for o in outs])
+        return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+
+# ---- person boxes --------------------------------------------------------------------------
+
+
+def letterbox(
+    frame: np.ndarray, input_hw: tuple[int, int], pad_value: int = 114
+) -> tuple[np.ndarray, float]:
+    """(H, W, 3) uint8 -> ((3, h, w) float32 0..255, ratio r): resized by
+    ``r = min(h / H, w / W)``, pasted top-left on a ``pad_value`` canvas (YOLOX's grey by
+    default); channels untouched."""
+    h_in, w_in = input_hw
+    height, width = frame.shape[:2]
+    ratio = min(h_in / height, w_in / width)
+    new_w, new_h = int(width * ratio), int(height * ratio)
+    canvas = np.full((h_in, w_in, 3), pad_value, np.uint8)  # (h, w, 3)
+    canvas[:new_h, :new_w] = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    return canvas.transpose(2, 0, 1).astype(np.float32), ratio
+
+
+def nms_boxes(
+    boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou: float
+) -> np.ndarray:
+    """Indices of the boxes (N, 4) xyxy kept by OpenCV's NMS, strongest first."""
+    if len(boxes) == 0:
+        return np.zeros(0, int)
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1)  # (N, 4)
+    idx = np.asarray(
+        cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), score_threshold, iou), int
+    ).reshape(-1)
+    return idx[np.argsort(-scores[idx], kind="stable")]
+
+
+# ---- person crops --------------------------------------------------------------------------
+
+
+@dataclass
+class Crop:
+    """Where a person crop comes from: centre (x, y) and size (w, h) in frame pixels."""
+
+    frame: int
+    centre: np.ndarray
+    scale: np.ndarray
+
+
+def box_to_crop(
+    frame: int, box: np.ndarray, input_hw: tuple[int, int], padding: float = BBOX_PADDING
+) -> Crop:
+    """Box xyxy -> crop centre and size: padded by ``padding``, fitted to the input's aspect."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = (x2 - x1) * padding, (y2 - y1) * padding
+    aspect = input_hw[1] / input_hw[0]  # width / height of the model input
+    w, h = (w, w / aspect) if w > h * aspect else (h * aspect, h)
+    return Crop(frame, np.array([(x1 + x2) / 2, (y1 + y2) / 2], np.float64), np.array([w, h]))
+
+
+def crop_matrix(crop: Crop, input_hw: tuple[int, int]) -> np.ndarray:
+    """2x3 affine frame -> crop: uniform scale input_w / crop_w, centre to the input centre."""
+    s = input_hw[1] / crop.scale[0]
+    cx, cy = crop.centre
+    return np.array(
+        [[s, 0.0, input_hw[1] / 2 - s * cx], [0.0, s, input_hw[0] / 2 - s * cy]], np.float64
+    )
+
+
+def crop_patch(frame: np.ndarray, crop: Crop, input_hw: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> (h, w, 3) uint8 crop, bilinear (outside the frame: black)."""
+    return cv2.warpAffine(
+        frame, crop_matrix(crop, input_hw), (input_hw[1], input_hw[0]), flags=cv2.INTER_LINEAR
+    )
+
+
+def crop_to_frame(xy: np.ndarray, crops: list[Crop], input_hw: tuple[int, int]) -> np.ndarray:
+    """(M, K, 2) crop pixels -> frame pixels, through the inverse of :func:`crop_matrix`."""
+    centre = np.stack([c.centre for c in crops])[:, None]  # (M, 1, 2)
+    scale = np.stack([c.scale for c in crops])[:, None]  # (M, 1, 2)
+    return xy / np.array([input_hw[1], input_hw[0]]) * scale + centre - scale / 2
+
+
+# ---- backend -------------------------------------------------------------------------------
+
+
+class TopDownBackend(PoseBackend):
+    """Person boxes per frame, one crop per box, keypoints per crop, grouped back by frame."""
+
+    runtime = "onnx"
+
+    @property
+    @abstractmethod
+    def crop_hw(self) -> tuple[int, int]:
+        """(h, w) of the crops the keypoint model takes."""
+
+    @abstractmethod
+    def detect_boxes(self, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Person boxes (M, 4) xyxy in frame pixels and scores (M,) of every frame."""
+
+    @abstractmethod
+    def crop_keypoints(self, frames: np.ndarray, crops: list[Crop]) -> np.ndarray:
+        """(M, 133, 3) float32 keypoints (x, y, score) of every crop, in frame pixels."""
+
+    def detect_frames(self, frames: np.ndarray) -> list[np.ndarray]:
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"expected (T, H, W, 3) uint8 RGB frames, got {frames.shape}")
+        crops = [
+            box_to_crop(t, box, self.crop_hw)
+            for t, (boxes, _) in enumerate(self.detect_boxes(frames))
+            for box in boxes
+        ]
+        people = [np.zeros((0, NUM_KEYPOINTS, 3), np.float32) for _ in frames]
+        if not crops:
+            return people  # no box, no person: the crop model never runs on a whole frame
+        keypoints = self.crop_keypoints(frames, crops)  # (M, 133, 3)
+        frame_of = np.array([c.frame for c in crops])
+        for t in range(len(frames)):
+            people[t] = keypoints[frame_of == t]
+        return people
