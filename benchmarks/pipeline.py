@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/pipeline.py [--video PATH] [--frames 256] [--cpus 2]
         [--long-frames 0] [KEY=VALUE ...]
 
-1. Each stage alone (decode, pose, flow, depth, geometry, encode) over the same clips, one
-   after another in this process, through the stage functions both runners use: frames/s,
+1. Each stage alone (decode, then every stage of ``preprocess.stages.STAGES``) over the same
+   clips, one after another in this process, built as both runners build them: frames/s,
    measured before and after the end-to-end runs, the better of the two counting.
 2. End to end on the same input (``decode.max_frames=--frames``): the Ray job on a local Ray
    instance (started beforehand, so its ~10 s start-up is not counted; actor start-up and
@@ -22,7 +22,6 @@ it). The Ray instance gets enough *logical* CPUs for every actor plus one task o
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import os
 import sys
@@ -32,44 +31,35 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import psutil  # a Ray dependency
+import ray
+
+from preprocess.config import PreprocessConfig
+from preprocess.decode import iter_clips, probe_video
+from preprocess.pipeline import run
+from preprocess.ray_job import cpus_needed, run_ray
+from preprocess.runner import backend_identities, build_steps, load_models
+from preprocess.stages import DECODE, run_stage
+from preprocess.weights import assets_dir
+from shards.config import config_to_dict, load_config
+from shards.logs import setup_logging
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import psutil  # noqa: E402  (a Ray dependency)
-import ray  # noqa: E402
-
-from preprocess.config import PreprocessConfig  # noqa: E402
-from preprocess.decode import iter_clips, probe_video  # noqa: E402
-from preprocess.pipeline import Extractors, run  # noqa: E402
-from preprocess.ray_job import cpus_needed, run_ray  # noqa: E402
-from preprocess.stages import encode_stage, geometry_stage  # noqa: E402
-from shards.config import config_to_dict, load_config  # noqa: E402
-
-
-def assets() -> Path:
-    return Path(os.environ.get("MCANIM_ASSETS", REPO.parent / "shared" / "assets"))
 
 
 def stages_alone(video: str, cfg: PreprocessConfig) -> tuple[int, dict[str, float]]:
-    """(frames, frames/s of each stage run alone over the same clips)."""
+    """(frames, frames/s of each stage of the table run alone over the same clips)."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     clips = list(iter_clips(probe_video(video, cfg.decode), cfg.decode))
-    seconds["decode"] = time.perf_counter() - start
+    seconds[DECODE] = time.perf_counter() - start
     frames = sum(c.n_frames for c in clips)
-    ex = Extractors(cfg)
-    run_meta = {"config": config_to_dict(cfg), "backends": ex.identity()}
-    steps = {
-        "pose": ex.pose,
-        "flow": ex.flow,
-        "depth": ex.depth,
-        "geometry": lambda c: geometry_stage(c, cfg),
-        "encode": lambda c: encode_stage(c, cfg, run_meta),
-    }
-    for name, fn in steps.items():
+    models = load_models(cfg)
+    run_meta = {"config": config_to_dict(cfg), "backends": backend_identities(models)}
+    for stage, fn in build_steps(cfg, run_meta, models):
         start = time.perf_counter()
-        clips = [fn(c) for c in clips]
-        seconds[name] = time.perf_counter() - start
+        clips = [run_stage(stage, fn, c, None, 0.0) for c in clips]
+        seconds[stage.name] = time.perf_counter() - start
     return frames, {n: frames / s if s > 1e-3 else float("inf") for n, s in seconds.items()}
 
 
@@ -123,14 +113,22 @@ def end_to_end(runner: str, video: str, cfg: PreprocessConfig) -> tuple[int, flo
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video", default=str(assets() / "videos" / "vtest.avi"))
+    parser.add_argument(
+        "--video",
+        default=str(assets_dir() / "videos" / "vtest.avi"),
+        help="input video (default: vtest.avi of $MCANIM_ASSETS)",
+    )
     parser.add_argument("--frames", type=int, default=256, help="stored frames, efficiency runs")
     parser.add_argument("--long-frames", type=int, default=0, help="memory run (0: whole video)")
     parser.add_argument("--cpus", type=int, default=2, help="cores to pin everything to")
-    parser.add_argument("--config", default=str(REPO / "jobs" / "preprocess" / "cpu.yaml"))
-    parser.add_argument("overrides", nargs="*")
+    parser.add_argument(
+        "--config",
+        default=str(REPO / "jobs" / "preprocess" / "cpu.yaml"),
+        help="preprocessing preset (default jobs/preprocess/cpu.yaml)",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging("WARNING")
     cores = sorted(os.sched_getaffinity(0))[: args.cpus]
     os.sched_setaffinity(0, cores)
     video = str(Path(args.video).resolve())

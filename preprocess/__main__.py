@@ -5,7 +5,8 @@
 
 Runs the Ray job (``preprocess.ray_job``; a local Ray instance unless ``RAY_ADDRESS`` or
 ``run.address`` names a cluster, as under ``ray job submit``), or with ``run.runner=local``
-the in-process run (``preprocess.pipeline``). Both write the same output.
+the in-process run (``preprocess.pipeline``). Both write the same output; ``--help`` lists
+every option and every config key (``preprocess/config.py``).
 """
 
 from __future__ import annotations
@@ -15,57 +16,70 @@ import logging
 import sys
 
 from preprocess.config import PreprocessConfig
-from preprocess.pipeline import ConfigMismatchError, RunSummary, run
-from shards.config import ConfigError, load_config
+from preprocess.pipeline import run
+from preprocess.runner import ConfigMismatchError, RunSummary
+from shards.config import ConfigCLI, ConfigError
+from shards.logs import setup_logging
 
 log = logging.getLogger("preprocess")
 
+DESCRIPTION = (
+    "Turn raw videos into training data: decode into clips (no shot cuts inside), extract "
+    "multi-person pose, optical flow and depth order, compute skeletal dilation masks, "
+    "background flow and occlusion, and write WebDataset shards plus Parquet statistics under "
+    "OUTPUT. Re-running on the same OUTPUT skips finished videos."
+)
+EPILOG = (
+    "Precedence: defaults < --config YAML < KEY=VALUE overrides, e.g. flow.preset=fast "
+    "pose.min_score=0.4 decode.max_frames=128 run.runner=local. Inputs and outputs may be "
+    "s3:// URIs (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+    "AWS_DEFAULT_REGION). Exit codes: 0 done (failed videos are rows of the output, not "
+    "errors); 2 bad usage, config or output. Inspect the result with: "
+    "python -m shards stats OUTPUT"
+)
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m preprocess",
-        description=(
-            "Turn raw videos into training data: decode into clips (no shot cuts inside), "
-            "extract multi-person pose, optical flow and depth order, compute skeletal dilation "
-            "masks, background flow and occlusion, and write WebDataset shards plus Parquet "
-            "statistics under OUTPUT. Re-running on the same OUTPUT skips finished videos."
-        ),
-        epilog=(
-            "Overrides are dotted config keys, e.g. flow.preset=fast pose.min_score=0.4 "
-            "decode.max_frames=128 run.runner=local. Precedence: defaults < --config YAML < "
-            "overrides. "
-            "Inspect the result with: python -m shards stats OUTPUT"
-        ),
-    )
+
+def build_parser() -> tuple[ConfigCLI[PreprocessConfig], argparse.ArgumentParser]:
+    cli = ConfigCLI(PreprocessConfig)
+    parser = cli.parser("python -m preprocess", DESCRIPTION, epilog=EPILOG)
     parser.add_argument(
         "--input",
         action="append",
         required=True,
-        metavar="DIR|GLOB|LIST|FILE",
+        metavar="DIR|GLOB|LIST|FILE|URI",
         help="videos to process: a directory (walked recursively), a glob, a .txt list of "
-        "paths/URIs, or a file; repeatable",
+        "paths/URIs, a file, or an s3:// object or prefix; repeatable",
     )
     parser.add_argument(
-        "--output", required=True, help="output folder (shards/, stats/, config.yaml)"
+        "--output",
+        required=True,
+        metavar="OUT|URI",
+        help="output folder or s3:// prefix (shards/, stats/, config.yaml, backends.json)",
     )
-    parser.add_argument("--config", help="YAML preset, e.g. jobs/preprocess/cpu.yaml")
     parser.add_argument(
         "--allow-config-change",
         action="store_true",
-        help="add to an output written with a different config instead of refusing",
+        help="add to an output written with a different config or other model weights "
+        "instead of refusing (an output of another format version is refused always)",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        metavar="LEVEL",
+        help="logging level: DEBUG, INFO, WARNING or ERROR (default INFO)",
+    )
+    return cli, parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    cli, parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        cfg = load_config(PreprocessConfig, args.config, args.overrides)
+        setup_logging(args.log_level)
+    except ValueError as exc:
+        parser.error(str(exc))  # exits 2
+    try:
+        cfg = cli.config(args)
         summary = dispatch(args.input, args.output, cfg, args.allow_config_change)
     except (ConfigError, ConfigMismatchError, FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)

@@ -1,9 +1,10 @@
 """What flows through the preprocessing stages: a video's identity and its clips.
 
-A :class:`Clip` is created by decoding and filled in by each stage in turn (pose, flow, depth,
-geometry: a :class:`~preprocess.geometry.clip.ClipGeometry`) before it is encoded into one
-WebDataset sample. Stages report failures as :class:`StageError` with the stage's name, so a
-bad video becomes a ``failed`` row.
+A :class:`Clip` is created by decoding and filled in by each stage of ``preprocess.stages``
+in turn (pose, flow, depth, geometry: a :class:`~preprocess.geometry.clip.ClipGeometry`); the
+encode stage leaves an :class:`EncodedClip` on it, the one WebDataset sample and Parquet row
+that the shard writer receives. Stages report failures as :class:`StageError` with the stage's
+name, so a bad video becomes a ``failed`` row.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from preprocess.geometry.clip import ClipGeometry
+from shards.schema import ClipRow
 
 
 def video_id_for(source: str) -> str:
@@ -58,6 +61,18 @@ class VideoInfo:
 
 
 @dataclass
+class EncodedClip:
+    """A clip ready for the shard writer: its encoded fields and its Parquet row."""
+
+    key: str
+    fields: dict[str, Any]
+    """WebDataset fields (``mp4``, ``pose.npy``, ...) as bytes, from ``shards.codec``."""
+    row: ClipRow
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time per stage (also in the row's ``seconds_*`` columns where it has one)."""
+
+
+@dataclass
 class Clip:
     """A contiguous run of stored frames of one video within one shot."""
 
@@ -75,6 +90,8 @@ class Clip:
     depth: np.ndarray | None = None
     """(T, h, w) float32 relative inverse depth normalised per frame, or None (heuristic)."""
     geometry: ClipGeometry | None = None
+    encoded: EncodedClip | None = None
+    """Set by the encode stage, the last one."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time spent per stage on this clip."""
 
@@ -98,7 +115,8 @@ class StageError(RuntimeError):
 
 @contextlib.contextmanager
 def stage(name: str, seconds: dict[str, float] | None = None) -> Iterator[None]:
-    """Run a block as stage ``name``: time it, and turn any exception into a StageError."""
+    """Run a block as stage ``name``: turn any exception into a StageError naming it, and add
+    the block's wall time to ``seconds[name]`` when given."""
     start = time.perf_counter()
     try:
         yield

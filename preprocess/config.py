@@ -3,14 +3,20 @@
 Precedence: these defaults < the YAML preset < ``section.key=value`` overrides on the command
 line. The resolved config is written to ``OUT/config.yaml`` and into every clip's metadata.
 The ``geometry`` section (:class:`GeometryConfig`) belongs to the pure geometry layer,
-:mod:`preprocess.geometry.config`, and is re-exported here.
+:mod:`preprocess.geometry.config`, and is re-exported here. :func:`read_output_config` reads
+an output's config back (the trainer takes its geometry from it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import yaml
+
 from preprocess.geometry.config import GeometryConfig as GeometryConfig  # re-exported
+from shards.config import ConfigError, config_from_dict
+from shards.schema import CONFIG_FILE, check_format_version
+from shards.storage import read_text, uri_join
 
 
 @dataclass
@@ -197,3 +203,21 @@ class PreprocessConfig:
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+
+def read_output_config(root: str) -> PreprocessConfig:
+    """The resolved config a preprocessing output was written with (``ROOT/config.yaml``, a
+    local path or a URI), its format version checked.
+
+    Raises FileNotFoundError naming the file when ``root`` is not a preprocessing output,
+    :class:`~shards.schema.FormatVersionError` when it was written in another format version,
+    and ConfigError when the file does not describe a :class:`PreprocessConfig`.
+    """
+    path = uri_join(root, CONFIG_FILE)
+    text = read_text(path)
+    if text is None:
+        raise FileNotFoundError(f"{path} not found: not a preprocessing output")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return config_from_dict(PreprocessConfig, check_format_version(data, path))

@@ -1,7 +1,8 @@
-"""Shot-cut detection and clip spans: pure NumPy/OpenCV, no I/O.
+"""Shot-cut detection and clip spans: where the clips of a video begin and end. No I/O.
 
-A clip must lie inside one shot (DESIGN §4), so decoding runs every stored frame through a
-:class:`CutDetector` and splits the video at the detected cuts.
+A clip must lie inside one shot (DESIGN §4), so decoding (``preprocess.decode.iter_clips``)
+hands every stored frame to a :class:`ClipCutter`, which runs it through a
+:class:`CutDetector` and cuts clips where the clip-span rule (:class:`SpanBuilder`) says.
 
 What is measured: each frame's colour distribution, a joint HSV histogram (16 hue × 4
 saturation × 4 value bins, hue circular) of a 64×64 downscaled copy, normalised to sum 1 (large
@@ -25,12 +26,12 @@ clip; a cut between two shots with the same palette (same set, other angle) can 
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
 
+from preprocess.clip import Clip, VideoInfo
 from preprocess.config import DecodeConfig
 
 SIGNATURE_SIZE = 64
@@ -109,31 +110,78 @@ class CutDetector:
         self.last_distance = 0.0
 
 
-def split_spans(
-    n_frames: int, cuts: Iterable[int], max_len: int, min_len: int
-) -> list[tuple[int, int]]:
-    """Half-open frame spans ``[start, end)`` for clips: inside shots, at most ``max_len``.
+Span = tuple[int, int]
+"""Half-open frame positions ``[start, end)`` of one clip."""
 
-    ``cuts`` holds frame indices ``i`` such that a cut lies between frames ``i - 1`` and ``i``
-    (0 and ``n_frames`` are allowed and change nothing). The shots between cuts are divided
-    greedily from their first frame: consecutive pieces of ``max_len`` frames, then the
-    remaining tail; pieces shorter than ``min_len`` (in practice the tail of a shot, or a whole
-    short shot) are dropped. Greedy division is what a streaming decoder can do without
-    looking ahead, and it keeps clip starts stable (clip keys derive from them).
-    ``preprocess.decode.iter_clips`` applies the same rule while decoding.
+
+class SpanBuilder:
+    """The clip-span rule, streaming: where clips start and end as the frames come in.
+
+    Call :meth:`add` once per stored frame, in order, saying whether a cut lies between the
+    previous frame and this one, then :meth:`close` after the last; each returns the spans
+    that became final. Shots are divided greedily from their first frame: consecutive pieces
+    of ``max_len`` frames, then the remaining tail; pieces shorter than ``min_len`` (in
+    practice the tail of a shot, or a whole short shot) are dropped. Greedy division needs no
+    look-ahead, so a decoder can emit each clip as soon as its last frame is read, and it
+    keeps clip starts stable (clip keys derive from them).
     """
-    if n_frames < 0:
-        raise ValueError(f"n_frames must be >= 0, got {n_frames}")
-    if max_len < 1 or min_len > max_len:
-        raise ValueError(f"need 1 <= max_len and min_len <= max_len, got {max_len}, {min_len}")
-    cut_set = set(cuts)
-    if any(not 0 <= c <= n_frames for c in cut_set):
-        raise ValueError(f"cuts must lie in [0, {n_frames}], got {sorted(cut_set)}")
-    bounds = sorted(cut_set | {0, n_frames})
-    spans = []
-    for shot_start, shot_end in itertools.pairwise(bounds):
-        for start in range(shot_start, shot_end, max_len):
-            end = min(start + max_len, shot_end)
-            if end - start >= min_len:
-                spans.append((start, end))
-    return spans
+
+    def __init__(self, max_len: int, min_len: int) -> None:
+        if max_len < 1 or min_len > max_len:
+            raise ValueError(f"need 1 <= max_len and min_len <= max_len, got {max_len}, {min_len}")
+        self.max_len, self.min_len = max_len, min_len
+        self.start = 0
+        """First frame of the piece in progress: earlier frames are never in a later span."""
+        self.end = 0
+        """Frames seen."""
+
+    def add(self, cut_before: bool) -> list[Span]:
+        """One more frame; the spans it completes (at most two: before a cut, and full)."""
+        done = self._end_piece() if cut_before else []
+        self.end += 1
+        if self.end - self.start == self.max_len:
+            done += self._end_piece()
+        return done
+
+    def close(self) -> list[Span]:
+        """No more frames: the last piece, if long enough."""
+        return self._end_piece()
+
+    def _end_piece(self) -> list[Span]:
+        span, self.start = (self.start, self.end), self.end
+        length = span[1] - span[0]
+        return [span] if length > 0 and length >= self.min_len else []
+
+
+class ClipCutter:
+    """A video's clips from its stored frames, streamed: cut detection plus the span rule.
+
+    Holds only the frames of the clip in progress; every clip gets arrays of its own.
+    """
+
+    def __init__(self, info: VideoInfo, cfg: DecodeConfig) -> None:
+        self.info, self.index = info, 0
+        self.detector = CutDetector(cfg.cut_threshold)
+        self.spans = SpanBuilder(cfg.clip_frames, cfg.min_clip_frames)
+        self.first = 0
+        """Position (in stored frames) of ``frames[0]``."""
+        self.frames: list[np.ndarray] = []
+        self.sources: list[int] = []
+
+    def add(self, frame: np.ndarray, source_frame: int) -> Iterator[Clip]:
+        """The next stored frame, (H, W, 3) uint8, and its index in the source video."""
+        self.frames.append(frame)
+        self.sources.append(source_frame)
+        yield from self._cut(self.spans.add(self.detector.update(frame)))
+
+    def close(self) -> Iterator[Clip]:
+        yield from self._cut(self.spans.close())
+
+    def _cut(self, spans: list[Span]) -> Iterator[Clip]:
+        for start, end in spans:
+            a, b = start - self.first, end - self.first
+            frames = np.stack(self.frames[a:b])  # (T, H, W, 3) uint8, a copy
+            yield Clip(self.info, self.index, frames, np.array(self.sources[a:b], np.int64))
+            self.index += 1
+        drop, self.first = self.spans.start - self.first, self.spans.start
+        del self.frames[:drop], self.sources[:drop]

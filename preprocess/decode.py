@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,13 +25,12 @@ from dataclasses import dataclass
 import av
 import cv2
 import decord
-import fsspec
 import numpy as np
 
 from preprocess.clip import Clip, VideoInfo, video_id_for
 from preprocess.config import DecodeConfig
-from preprocess.cuts import CutDetector
-from preprocess.storage import read_bytes
+from preprocess.cuts import ClipCutter
+from shards.storage import is_remote, local_path, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -166,58 +164,22 @@ def iter_clips(info: VideoInfo, cfg: DecodeConfig) -> Iterator[Clip]:
     """Stream the clips of a probed video: at most one clip and one decode chunk in memory.
 
     Reads the sampled frames (``sample_indices``) in chunks of ``cfg.chunk_frames``, runs the
-    cut detector on every stored frame and yields a clip per span of ``cuts.split_spans``:
-    at most ``cfg.clip_frames`` frames, never across a cut, shorter pieces than
-    ``cfg.min_clip_frames`` dropped. A frame that cannot be decoded raises
+    stored frames through ``cuts.ClipCutter`` (cut detection and the clip-span rule) and
+    yields its clips: at most ``cfg.clip_frames`` frames, never across a cut, shorter pieces
+    than ``cfg.min_clip_frames`` dropped. A frame that cannot be decoded raises
     :class:`DecodeError` (no short or patched video is ever yielded).
     """
     indices = sample_indices(info.src_frames, info.src_fps, cfg.max_fps, cfg.max_frames)
     decode_h, decode_w = _decoder_size(info.height, info.width)
     reader = _open_reader(_load(info.source), (decode_h, decode_w))
-    detector = CutDetector(cfg.cut_threshold)
-    assembler = _ClipAssembler(info, cfg.clip_frames, cfg.min_clip_frames)
+    cutter = ClipCutter(info, cfg)
     step = max(1, cfg.chunk_frames)
     for start in range(0, len(indices), step):
         chunk = indices[start : start + step]
-        frames = _read_chunk(reader, chunk, (info.height, info.width))
+        frames = _read_chunk(reader, chunk, (info.height, info.width))  # (N, H, W, 3) uint8
         for frame, source_frame in zip(frames, chunk, strict=True):
-            yield from assembler.add(frame, int(source_frame), detector.update(frame))
-    yield from assembler.close()
-
-
-class _ClipAssembler:
-    """Greedy clip building while decoding: the streaming form of ``cuts.split_spans``."""
-
-    def __init__(self, info: VideoInfo, max_len: int, min_len: int) -> None:
-        if max_len < 1 or min_len > max_len:
-            raise ValueError("need 1 <= clip_frames and min_clip_frames <= clip_frames")
-        self.info, self.max_len, self.min_len = info, max_len, min_len
-        self.index = 0
-        self._frames: np.ndarray | None = None
-        self._sources = np.zeros(max_len, np.int64)
-        self._n = 0
-
-    def add(self, frame: np.ndarray, source_frame: int, cut_before: bool) -> Iterator[Clip]:
-        if cut_before:
-            yield from self.close()
-        if self._frames is None:  # a fresh buffer per clip: yielded clips are never reused
-            self._frames = np.empty((self.max_len, *frame.shape), np.uint8)
-        self._frames[self._n] = frame
-        self._sources[self._n] = source_frame
-        self._n += 1
-        if self._n == self.max_len:
-            yield from self.close()
-
-    def close(self) -> Iterator[Clip]:
-        """End the current piece: a clip if long enough, else dropped."""
-        n, self._n = self._n, 0
-        if n == 0 or n < self.min_len:
-            return
-        frames, self._frames = self._frames, None
-        assert frames is not None
-        clip = Clip(self.info, self.index, frames[:n], self._sources[:n].copy())
-        self.index += 1
-        yield clip
+            yield from cutter.add(frame, int(source_frame))
+    yield from cutter.close()
 
 
 # --- opening -----------------------------------------------------------------------------
@@ -226,28 +188,23 @@ class _ClipAssembler:
 def _load(source: str) -> _Media:
     """A local path (checked), or the bytes of a remote URI.
 
-    decord and PyAV both read a local path directly; a remote object is fetched whole into
-    memory: ``s3://`` through pyarrow's S3 file system (``preprocess.storage``), other
-    schemes through fsspec (``memory://`` in tests).
+    decord and PyAV both read a local path directly; a remote object (``s3://``) is fetched
+    whole into memory through ``shards.storage``.
     """
-    if "://" in source and not source.startswith("file://"):
+    if is_remote(source):
         try:
-            if source.startswith("s3://"):
-                data = read_bytes(source)
-            else:
-                with fsspec.open(source, "rb") as f:
-                    data = f.read()
-        except (OSError, ImportError, ValueError) as exc:
+            data = read_bytes(source)
+        except (OSError, ValueError) as exc:
             raise DecodeError(f"cannot read {source}: {exc}") from exc
         if not data:
             raise DecodeError(f"zero-byte file: {source}")
         return data
-    path = source.removeprefix("file://")
-    if not os.path.isfile(path):
+    path = local_path(source)
+    if not path.is_file():
         raise DecodeError(f"no such file: {path}")
-    if os.path.getsize(path) == 0:
+    if path.stat().st_size == 0:
         raise DecodeError(f"zero-byte file: {path}")
-    return path
+    return str(path)
 
 
 def _as_input(media: _Media) -> str | io.BytesIO:

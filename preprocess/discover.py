@@ -14,17 +14,17 @@ import glob
 from collections.abc import Iterable
 from pathlib import Path
 
-from preprocess.storage import list_files
+from shards.storage import canonical, is_remote, list_files, local_path
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 COMPANION_SUFFIXES = (".pose.npz",)
 
 
 def canonical_source(path_or_uri: str) -> str:
-    """Absolute local path, or the URI unchanged for ``scheme://`` inputs."""
-    if "://" in path_or_uri:
+    """Absolute local path (``~`` expanded), or the URI unchanged for ``scheme://`` inputs."""
+    if is_remote(path_or_uri):
         return path_or_uri
-    return str(Path(path_or_uri).expanduser().resolve())
+    return canonical(local_path(path_or_uri).expanduser())
 
 
 def _walk(directory: Path) -> list[str]:
@@ -42,12 +42,12 @@ def _walk(directory: Path) -> list[str]:
 def _read_list(path: Path) -> list[str]:
     lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
     base = path.parent
-    return [canonical_source(x if "://" in x else str(base / x)) for x in lines if x]
+    return [canonical_source(x if is_remote(x) else str(base / x)) for x in lines if x]
 
 
 def _list_uri(uri: str) -> list[str]:
     """The object ``uri``, or every non-hidden, non-companion object below the prefix ``uri``.
-    A scheme pyarrow cannot list (e.g. fsspec's ``memory://``) is taken as one object."""
+    A scheme pyarrow cannot list is taken as one object (decoding then says why it fails)."""
     try:
         listed = list_files(uri)
     except ValueError:
@@ -61,10 +61,11 @@ def discover(inputs: Iterable[str]) -> list[str]:
     """Expand ``inputs`` into a sorted, de-duplicated list of canonical source URIs."""
     found: list[str] = []
     for item in inputs:
-        path = Path(item).expanduser()
-        if "://" in item:
+        if is_remote(item):
             found.extend(_list_uri(item))
-        elif path.is_dir():
+            continue
+        path = local_path(item).expanduser()
+        if path.is_dir():
             found.extend(_walk(path))
         elif path.is_file() and path.suffix in LIST_SUFFIXES:
             found.extend(_read_list(path))

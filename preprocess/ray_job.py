@@ -1,12 +1,14 @@
 """The Ray job (``run.runner=ray``, the default): the run as a Ray Data streaming pipeline.
 
-Same stages, same output as the in-process run (``preprocess.pipeline``): decode in CPU
+Same stage table, same output as the in-process run (``preprocess.pipeline``): decode in CPU
 tasks, one video per task, streaming its clips as they are cut (memory stays bounded on long
-videos; Ray Data's backpressure holds decoding back when the model stages fall behind);
-pose, flow and depth in actor pools that load their model once per actor; geometry and
-encoding in CPU tasks; and the shard writing in the driver, which regroups each video's
-clips (they arrive in any order, from any actor) and commits the video through the same
-staged, whole-shard writer as the local run once all of them are there.
+videos; Ray Data's backpressure holds decoding back when the model stages fall behind); then
+the stages of ``preprocess.stages.STAGES`` in order, each model stage an actor pool that
+loads its model once per actor, each run of consecutive CPU stages one task per clip
+(geometry + encode by default); and the shard writing in the driver, which regroups each
+video's clips (they arrive in any order, from any actor) and commits the video through the
+same staged, whole-shard writer as the local run once all of them are there. The output's
+bookkeeping is ``preprocess.runner``'s.
 
 Everything between stages is one row per clip, ``{"video_id", "item": Item}``, plus one
 ``end`` row per video that says how many clips it has and whether decoding failed. A stage
@@ -22,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,40 +32,36 @@ from typing import Any
 import numpy as np
 import ray
 
-from preprocess.clip import Clip, StageError, VideoInfo, video_id_for
+from preprocess import stages
+from preprocess.clip import Clip, EncodedClip, StageError, VideoInfo, video_id_for
 from preprocess.config import PreprocessConfig, RunConfig
-from preprocess.deadline import video_deadline, within_deadline
-from preprocess.pipeline import (
-    STAGES,
-    Extractors,
+from preprocess.deadline import video_deadline
+from preprocess.runner import (
     RunSummary,
+    backend_identities,
     check_same_config,
-    decoded_clips,
     failed_row,
+    load_models,
     open_output,
     output_root,
-    probe,
+    video_row_ok,
 )
 from preprocess.stages import (
-    DepthStage,
-    EncodedClip,
-    FlowStage,
-    PoseStage,
-    encode_stage,
-    geometry_stage,
-    video_row_ok,
+    DECODE,
+    RunMeta,
+    Stage,
+    StageFn,
+    decoded_clips,
+    finished,
+    probe,
+    run_stages,
+    stage_rank,
 )
 from shards.schema import ClipRow
 from shards.staging import VideoStaging
 from shards.writer import ShardWriter
 
 log = logging.getLogger(__name__)
-
-MODEL_STAGES: dict[str, Callable[[PreprocessConfig], Callable[[Clip], Clip]]] = {
-    "pose": PoseStage,
-    "flow": FlowStage,
-    "depth": DepthStage,
-}
 
 
 @dataclass
@@ -90,6 +88,17 @@ class Item:
         """Turn the item into an error (its arrays are dropped: nothing of it is written)."""
         self.error, self.clip, self.encoded = (err.stage, err.message), None, None
 
+    def advance(self, steps: Sequence[tuple[Stage, StageFn]], timeout_s: float, last: bool) -> None:
+        """A clip through built stages; after the ``last`` ones only its encoded form goes on."""
+        if self.kind != "clip" or self.error is not None or self.clip is None:
+            return
+        try:
+            self.clip = run_stages(steps, self.clip, self.deadline, timeout_s)
+            if last:
+                self.encoded, self.clip = finished(self.clip), None
+        except StageError as err:
+            self.fail(err)
+
 
 def _row(item: Item) -> dict[str, Any]:
     return {"video_id": item.video_id, "item": item}
@@ -98,7 +107,9 @@ def _row(item: Item) -> dict[str, Any]:
 # --- the pipeline --------------------------------------------------------------------------
 
 
-def build_dataset(sources: list[str], cfg: PreprocessConfig, run_meta: dict[str, Any]) -> Any:
+def build_dataset(
+    sources: list[str], cfg: PreprocessConfig, run_meta: RunMeta, table: Sequence[Stage]
+) -> Any:
     """The Ray Data graph, top to bottom; consumed (and shards written) by :func:`run_ray`."""
     r = cfg.run
     # Retry bounds are Ray remote args: Ray 2.60 warns that these keyword arguments go away in
@@ -113,43 +124,57 @@ def build_dataset(sources: list[str], cfg: PreprocessConfig, run_meta: dict[str,
     ds = ds.flat_map(
         decode_video, fn_kwargs={"cfg": cfg}, num_cpus=r.decode_cpus, max_retries=r.max_retries
     )
-    # pose: 1 clip -> 1 clip; actor pool, model loaded once per actor (GPU fraction optional)
-    ds = _model_stage(ds, PoseActor, cfg, r.pose_actors, r.pose_cpus, r.pose_gpus)
-    # flow: 1 clip -> 1 clip; actor pool
-    ds = _model_stage(ds, FlowActor, cfg, r.flow_actors, r.flow_cpus, r.flow_gpus)
-    # depth: 1 clip -> 1 clip; actor pool
-    ds = _model_stage(ds, DepthActor, cfg, r.depth_actors, r.depth_cpus, r.depth_gpus)
-    # geometry + stats + encode: 1 clip -> 1 encoded sample (frames dropped); CPU task
-    ds = ds.map(
-        finish_clip,
-        fn_kwargs={"cfg": cfg, "run_meta": run_meta},
-        num_cpus=r.geometry_cpus,
-        max_retries=r.max_retries,
-    )
+    # the stage table, 1 clip -> 1 clip each: a model stage is an actor pool (model loaded
+    # once per actor, GPU fraction optional), consecutive CPU stages one task per clip; after
+    # the last stage only the encoded sample goes on (frames dropped)
+    groups = stage_groups(table)
+    for group in groups:
+        last = group is groups[-1]
+        if group[0].is_model:
+            ds = _model_stage(ds, group[0], cfg, last)
+        else:
+            ds = ds.map(
+                cpu_stages,
+                fn_kwargs={"group": group, "cfg": cfg, "run_meta": run_meta, "last": last},
+                num_cpus=max(s.resources(r).cpus for s in group),
+                max_retries=r.max_retries,
+            )
     # shard writing: in the driver (VideoAssembler), whole videos committed as they complete
     return ds
 
 
-def _model_stage(
-    ds: Any, actor: type[ModelActor], cfg: PreprocessConfig, actors: int, cpus: float, gpus: float
-) -> Any:
+def stage_groups(table: Sequence[Stage]) -> list[tuple[Stage, ...]]:
+    """The table as Ray operators: each model stage alone, consecutive CPU stages together."""
+    groups: list[tuple[Stage, ...]] = []
+    for s in table:
+        if groups and not s.is_model and not groups[-1][0].is_model:
+            groups[-1] = (*groups[-1], s)
+        else:
+            groups.append((s,))
+    return groups
+
+
+def _model_stage(ds: Any, entry: Stage, cfg: PreprocessConfig, last: bool) -> Any:
+    res = entry.resources(cfg.run)
+    gpus = res.gpus
     if gpus > 0 and not ray.cluster_resources().get("GPU"):
         # An actor asking for a GPU the cluster does not have would wait forever; a GPU preset
         # (paper.yaml) still runs, slowly, on a CPU-only cluster.
         log.warning(
-            "run.%s_gpus=%g but the cluster has no GPU: the %s actors run on CPU",
-            actor.name,
+            "the %s actors ask for %g GPU each but the cluster has no GPU: they run on CPU",
+            entry.name,
             gpus,
-            actor.name,
         )
         gpus = 0.0
+    # Named after the stage (PoseActor): Ray names the operator and its processes after it.
+    actor = type(f"{entry.name.title().replace('_', '')}Actor", (ModelActor,), {})
     return ds.map_batches(
         actor,
-        fn_constructor_kwargs={"cfg": cfg},
+        fn_constructor_kwargs={"entry": entry, "cfg": cfg, "last": last},
         batch_size=cfg.run.clips_per_batch,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=cpus,
+        compute=ray.data.ActorPoolStrategy(size=res.actors),
+        num_cpus=res.cpus,
         num_gpus=gpus,
         max_restarts=cfg.run.max_retries,  # Ray Data's default: unbounded
         max_task_retries=cfg.run.max_retries,
@@ -175,57 +200,31 @@ def decode_video(row: dict[str, Any], cfg: PreprocessConfig) -> Iterator[dict[st
 
 
 class ModelActor:
-    """One model stage (``pose`` | ``flow`` | ``depth``) in a Ray actor: loaded once."""
+    """One model stage in a Ray actor: its model loaded once, then a batch of items per call."""
 
-    name = ""
-
-    def __init__(self, cfg: PreprocessConfig) -> None:
-        self.stage: Callable[[Clip], Clip] = MODEL_STAGES[self.name](cfg)
-        self.limit = cfg.run.video_timeout_s
+    def __init__(self, entry: Stage, cfg: PreprocessConfig, last: bool) -> None:
+        assert entry.model is not None, f"{entry.name} is not a model stage"
+        self.steps = [(entry, entry.model(cfg))]
+        self.limit, self.last = cfg.run.video_timeout_s, last
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for item in batch["item"]:
-            if item.kind != "clip" or item.error is not None:
-                continue
-            try:
-                item.clip = within_deadline(
-                    self.name, item.deadline, self.stage, item.clip, timeout_s=self.limit
-                )
-            except StageError as err:
-                item.fail(err)
+            item.advance(self.steps, self.limit, self.last)
         return batch
 
 
-class PoseActor(ModelActor):
-    name = "pose"
-
-
-class FlowActor(ModelActor):
-    name = "flow"
-
-
-class DepthActor(ModelActor):
-    name = "depth"
-
-
-def finish_clip(
-    row: dict[str, Any], cfg: PreprocessConfig, run_meta: dict[str, Any]
+def cpu_stages(
+    row: dict[str, Any],
+    group: Sequence[Stage],
+    cfg: PreprocessConfig,
+    run_meta: RunMeta,
+    last: bool,
 ) -> dict[str, Any]:
-    """Geometry, statistics and encoding of one clip; only the encoded sample goes on."""
+    """Consecutive CPU stages on one clip (built here: they are cheap to build)."""
     item: Item = row["item"]
-    if item.kind != "clip" or item.error is not None:
-        return row
-    limit = cfg.run.video_timeout_s
-    try:
-        clip = within_deadline(
-            "geometry", item.deadline, geometry_stage, item.clip, cfg, timeout_s=limit
-        )
-        item.encoded = within_deadline(
-            "encode", item.deadline, encode_stage, clip, cfg, run_meta, timeout_s=limit
-        )
-        item.clip = None
-    except StageError as err:
-        item.fail(err)
+    if item.kind == "clip" and item.error is None:
+        steps = [(s, s.cpu(cfg, run_meta)) for s in group if s.cpu is not None]
+        item.advance(steps, cfg.run.video_timeout_s, last)
     return row
 
 
@@ -240,18 +239,16 @@ class _Video:
     seen: set[int] = field(default_factory=set)
     """Clip positions received (a retried task may emit a clip again)."""
     rows: list[ClipRow] = field(default_factory=list)
+    times: list[dict[str, float]] = field(default_factory=list)
+    """Stage times of each staged clip."""
     expected: int | None = None
     info: VideoInfo | None = None
     error: StageError | None = None
 
     def note_error(self, err: StageError) -> None:
         """Keep the failure of the earliest stage (the one a local run would have reported)."""
-        if self.error is None or _stage_rank(err.stage) < _stage_rank(self.error.stage):
+        if self.error is None or stage_rank(err.stage) < stage_rank(self.error.stage):
             self.error = err
-
-
-def _stage_rank(name: str) -> int:
-    return STAGES.index(name) if name in STAGES else len(STAGES)
 
 
 class VideoAssembler:
@@ -279,6 +276,7 @@ class VideoAssembler:
             if item.encoded is not None and video.error is None:
                 video.staging.add(item.encoded.fields, item.encoded.row)
                 video.rows.append(item.encoded.row)
+                video.times.append(item.encoded.seconds)
         if video.expected is not None and len(video.seen) >= video.expected:
             self._finish(item.video_id, video)
 
@@ -289,15 +287,15 @@ class VideoAssembler:
         if video.error is None and video.info is not None:
             row = video_row_ok(video.info, video.rows, seconds)
             video.staging.commit(row)
-            self.summary.add(row, video.rows)
+            self.summary.add(row, video.times)
             log.info("done %s: %s, %d clips", video.source, row.status, len(video.rows))
             return
-        err = video.error or StageError("decode", "the video ended without its probe")
+        err = video.error or StageError(DECODE, "the video ended without its probe")
         video.staging.discard()
         log.warning("failed %s at %s: %s", video.source, err.stage, err.message)
         row = failed_row(video.source, err, seconds)
         self.writer.add_video_row(row)
-        self.summary.add(row, [])
+        self.summary.add(row)
 
     def close(self) -> None:
         """Videos still open when the stream ended lost rows: record them as failed."""
@@ -320,17 +318,18 @@ def run_ray(
     """Preprocess every input into ``output`` on Ray (a cluster, or a local instance)."""
     start = time.perf_counter()
     out = output_root(output)
-    if not allow_config_change:
-        check_same_config(out, cfg)  # before starting anything: a quick, clear refusal
-    started_here = connect(cfg.run)
+    # Before starting anything: a quick, clear refusal.
+    check_same_config(out, cfg, compare=not allow_config_change)
+    table = stages.STAGES  # read once: the workers get these very stage objects
+    started_here = connect(cfg.run, table)
     try:
-        backends = ray.get(_backend_identity.remote(cfg))
+        backends = ray.get(_backend_identity.remote(cfg, table))
         plan = open_output(inputs, out, cfg, backends, allow_config_change=allow_config_change)
         summary = RunSummary(skipped_done=plan.skipped_done)
         if plan.todo:
             with ShardWriter(out, cfg.shards.max_clips, cfg.shards.max_bytes) as writer:
                 assembler = VideoAssembler(writer, summary)
-                for row in build_dataset(plan.todo, cfg, plan.run_meta).iter_rows():
+                for row in build_dataset(plan.todo, cfg, plan.run_meta, table).iter_rows():
                     assembler.add(row["item"])
                 assembler.close()
     finally:
@@ -341,15 +340,15 @@ def run_ray(
 
 
 @ray.remote(num_cpus=1)
-def _backend_identity(cfg: PreprocessConfig) -> dict[str, Any]:
-    """Load every backend once on a worker: its identity, and any missing-weights error early."""
-    return Extractors(cfg).identity()
+def _backend_identity(cfg: PreprocessConfig, table: Sequence[Stage]) -> dict[str, Any]:
+    """Load every model once on a worker: its identity, and any missing-weights error early."""
+    return backend_identities(load_models(cfg, table))
 
 
-def connect(r: RunConfig) -> bool:
+def connect(r: RunConfig, table: Sequence[Stage] | None = None) -> bool:
     """Join the configured cluster (``run.address``, else ``RAY_ADDRESS``), or start a local
     instance sized so that every actor and one task of each kind fit; True if started here."""
-    needed = cpus_needed(r)
+    needed = cpus_needed(r, table)
     if ray.is_initialized():
         started = False
     elif address := r.address or os.environ.get("RAY_ADDRESS", ""):
@@ -373,12 +372,10 @@ def connect(r: RunConfig) -> bool:
     return started
 
 
-def cpus_needed(r: RunConfig) -> float:
-    """CPUs that every actor plus one decode and one geometry task hold at once."""
-    return (
-        r.decode_cpus
-        + r.geometry_cpus
-        + r.pose_actors * r.pose_cpus
-        + r.flow_actors * r.flow_cpus
-        + r.depth_actors * r.depth_cpus
-    )
+def cpus_needed(r: RunConfig, table: Sequence[Stage] | None = None) -> float:
+    """CPUs that every actor plus one decode task and one task of each CPU group hold at once."""
+    total = r.decode_cpus
+    for group in stage_groups(stages.STAGES if table is None else table):
+        res = [s.resources(r) for s in group]
+        total += res[0].actors * res[0].cpus if group[0].is_model else max(x.cpus for x in res)
+    return total

@@ -1,32 +1,99 @@
-"""The per-clip stages. The local run and the Ray job call these same functions and classes.
+"""The stage table: every stage of a clip's way from decoding to the shard writer, once.
 
-Model stages are classes whose ``__init__`` loads the model once (in a Ray actor, once per
-actor); CPU stages are functions. Every stage times itself into ``clip.seconds`` and turns
-any exception into a :class:`~preprocess.clip.StageError` naming the stage.
+Both runners (``preprocess.pipeline``, in process, and ``preprocess.ray_job``, on Ray) build
+their stages from :data:`STAGES` and call each one through :func:`run_stage`, the one place
+where a stage is timed (into ``clip.seconds[name]``, hence the clip row's ``seconds_NAME``
+and the run summary), where its exceptions become a :class:`~preprocess.clip.StageError`
+naming it (a ``failed`` video row), and where the video's deadline cuts it off
+(``run.video_timeout_s``, :mod:`preprocess.deadline`).
 
-    decode (preprocess.decode.iter_clips)       1 video -> N clips     CPU
-    PoseStage                                   1 clip -> 1 clip       model (CPU/GPU)
-    FlowStage                                   1 clip -> 1 clip       model (CPU/GPU)
-    DepthStage                                  1 clip -> 1 clip       model (CPU/GPU)
-    geometry_stage                              1 clip -> 1 clip       CPU
-    encode_stage                                1 clip -> 1 sample     CPU
+    decode   (probe_video + decoded_clips)    1 video -> N clips    CPU task per video
+    pose     PoseStage                        1 clip -> 1 clip      model: actor pool
+    flow     FlowStage                        1 clip -> 1 clip      model: actor pool
+    depth    DepthStage                       1 clip -> 1 clip      model: actor pool
+    geometry GeometryStage                    1 clip -> 1 clip      CPU  } one task per clip
+    encode   EncodeStage                      1 clip -> 1 sample    CPU  }
+
+Adding a stage is one :class:`Stage` entry in :data:`STAGES`: a model stage (its ``__init__``
+loads the model: once per run in process, once per actor on Ray) or a CPU stage (cheap to
+build: on Ray it is built in the task of each clip, and consecutive CPU stages share a task).
+Its time shows in the summary; a ``seconds_NAME`` column of ``shards.schema.ClipRow`` keeps
+it in the statistics too. After the last stage the clip carries its :class:`EncodedClip`,
+which :func:`finished` hands on to the shard writer.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import numpy as np
-
-from preprocess.clip import Clip, VideoInfo, stage
-from preprocess.config import PreprocessConfig
+from preprocess.clip import Clip, EncodedClip, StageError, VideoInfo, stage
+from preprocess.config import PreprocessConfig, RunConfig
+from preprocess.deadline import within_deadline
+from preprocess.decode import iter_clips, probe_video
 from preprocess.depth import create_depth_backend
 from preprocess.flow import create_flow_backend
 from preprocess.geometry import clip_geometry, map_size
 from preprocess.pose import create_pose_backend
 from shards.codec import encode_sample
-from shards.schema import ClipRow, Sample, VideoRow
+from shards.schema import ClipRow, Sample
+
+DECODE = "decode"
+"""The first stage, turning a video into clips (:func:`probe` and :func:`decoded_clips`)."""
+RunMeta = Mapping[str, Any]
+"""``{"config": ..., "backends": ...}``: the run's resolved config and backend identities,
+written into every clip's ``json``."""
+
+
+class StageFn(Protocol):
+    """A built stage: fills in its part of a clip."""
+
+    def __call__(self, clip: Clip) -> Clip: ...
+
+
+class ModelStage(StageFn, Protocol):
+    """A built model stage; it says which models it loaded."""
+
+    def backends(self) -> dict[str, Any]:
+        """Identity (name, model path, sha256 of its weights) of each backend, by kind."""
+        ...
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one Ray worker of a stage holds."""
+
+    cpus: float
+    gpus: float = 0.0
+    actors: int = 0
+    """Model stages: actors in the pool."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One entry of the stage table: give exactly one of ``model`` and ``cpu``."""
+
+    name: str
+    """``clip.seconds`` key, ``seconds_NAME`` column, summary label, ``error_stage`` value."""
+    resources: Callable[[RunConfig], Resources]
+    """The Ray resources of one worker (consecutive CPU stages share one task: the largest)."""
+    model: Callable[[PreprocessConfig], ModelStage] | None = None
+    """Builds a model stage (an actor pool on Ray)."""
+    cpu: Callable[[PreprocessConfig, RunMeta], StageFn] | None = None
+    """Builds a CPU stage (a task on Ray)."""
+
+    def __post_init__(self) -> None:
+        if (self.model is None) == (self.cpu is None):
+            raise ValueError(f"stage {self.name!r}: give exactly one of model= and cpu=")
+
+    @property
+    def is_model(self) -> bool:
+        return self.model is not None
+
+
+# --- model stages ---------------------------------------------------------------------------
 
 
 def clip_map_size(clip: Clip, cfg: PreprocessConfig) -> tuple[int, int]:
@@ -40,9 +107,11 @@ class PoseStage:
     def __init__(self, cfg: PreprocessConfig) -> None:
         self.backend = create_pose_backend(cfg.pose)
 
+    def backends(self) -> dict[str, Any]:
+        return {"pose": self.backend.identity()}
+
     def __call__(self, clip: Clip) -> Clip:
-        with stage("pose", clip.seconds):
-            clip.keypoints = self.backend.clip_keypoints(clip)
+        clip.keypoints = self.backend.clip_keypoints(clip)  # (T, P, 133, 3)
         return clip
 
 
@@ -53,9 +122,11 @@ class FlowStage:
         self.cfg = cfg
         self.backend = create_flow_backend(cfg.flow)
 
+    def backends(self) -> dict[str, Any]:
+        return {"flow": self.backend.identity()}
+
     def __call__(self, clip: Clip) -> Clip:
-        with stage("flow", clip.seconds):
-            clip.flow = self.backend.clip_flow(clip.frames, clip_map_size(clip, self.cfg))
+        clip.flow = self.backend.clip_flow(clip.frames, clip_map_size(clip, self.cfg))
         return clip
 
 
@@ -66,35 +137,39 @@ class DepthStage:
         self.cfg = cfg
         self.backend = create_depth_backend(cfg.depth)
 
+    def backends(self) -> dict[str, Any]:
+        return {"depth": self.backend.identity()}
+
     def __call__(self, clip: Clip) -> Clip:
-        with stage("depth", clip.seconds):
-            clip.depth = self.backend.clip_depth(clip.frames, clip_map_size(clip, self.cfg))
+        clip.depth = self.backend.clip_depth(clip.frames, clip_map_size(clip, self.cfg))
         return clip
 
 
-def geometry_stage(clip: Clip, cfg: PreprocessConfig) -> Clip:
+# --- CPU stages -----------------------------------------------------------------------------
+
+
+class GeometryStage:
     """Masks, ranks, depth order and clip statistics (DESIGN §3)."""
-    with stage("geometry", clip.seconds):
+
+    def __init__(self, cfg: PreprocessConfig, run_meta: RunMeta) -> None:
+        self.cfg = cfg
+
+    def __call__(self, clip: Clip) -> Clip:
         assert clip.keypoints is not None and clip.flow is not None, "run pose and flow first"
         frame_size = (clip.video.height, clip.video.width)
         clip.geometry = clip_geometry(
-            clip.keypoints, clip.flow, frame_size, cfg.geometry, clip.depth
+            clip.keypoints, clip.flow, frame_size, self.cfg.geometry, clip.depth
         )
-    return clip
+        return clip
 
 
-@dataclass
-class EncodedClip:
-    """A clip ready for the shard writer: its encoded fields and its Parquet row."""
+class EncodeStage:
+    """The clip as WebDataset fields and its ``stats/clips`` row (the mp4 encode dominates)."""
 
-    key: str
-    fields: dict[str, Any]
-    row: ClipRow
+    def __init__(self, cfg: PreprocessConfig, run_meta: RunMeta) -> None:
+        self.cfg, self.run_meta = cfg, run_meta
 
-
-def encode_stage(clip: Clip, cfg: PreprocessConfig, run_meta: dict[str, Any]) -> EncodedClip:
-    """Encode one clip into WebDataset fields (the mp4 re-encode dominates)."""
-    with stage("encode", clip.seconds):
+    def __call__(self, clip: Clip) -> Clip:
         assert clip.geometry is not None and clip.keypoints is not None and clip.flow is not None
         row = clip_row(clip)
         sample = Sample(
@@ -107,24 +182,108 @@ def encode_stage(clip: Clip, cfg: PreprocessConfig, run_meta: dict[str, Any]) ->
             order=clip.geometry.order,
             ranks=clip.geometry.ranks,
             depth=clip.depth,
-            meta=clip_meta(clip, row, run_meta),
+            meta=clip_meta(clip, row, self.run_meta),
         )
+        shards = self.cfg.shards
         fields = encode_sample(
-            sample,
-            crf=cfg.shards.crf,
-            preset=cfg.shards.x264_preset,
-            flow_step=cfg.shards.flow_step or None,
+            sample, crf=shards.crf, preset=shards.x264_preset, flow_step=shards.flow_step or None
         )
-    row.seconds_encode = clip.seconds.get("encode", 0.0)
-    return EncodedClip(key=clip.key, fields=fields, row=row)
+        clip.encoded = EncodedClip(key=clip.key, fields=fields, row=row)
+        return clip
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("pose", lambda r: Resources(r.pose_cpus, r.pose_gpus, r.pose_actors), model=PoseStage),
+    Stage("flow", lambda r: Resources(r.flow_cpus, r.flow_gpus, r.flow_actors), model=FlowStage),
+    Stage(
+        "depth", lambda r: Resources(r.depth_cpus, r.depth_gpus, r.depth_actors), model=DepthStage
+    ),
+    Stage("geometry", lambda r: Resources(r.geometry_cpus), cpu=GeometryStage),
+    Stage("encode", lambda r: Resources(r.geometry_cpus), cpu=EncodeStage),
+)
+"""The per-clip stages after decoding, in order (read at call time: tests may patch it)."""
+
+
+def stage_names() -> tuple[str, ...]:
+    """Every stage's name in order, decode first."""
+    return (DECODE, *(s.name for s in STAGES))
+
+
+def stage_rank(name: str) -> int:
+    """Position of stage ``name`` (decode 0; a name of no stage, such as ``job``, last): of
+    two failures of one video, the earlier stage's is the one a video row reports."""
+    names = stage_names()
+    return names.index(name) if name in names else len(names)
+
+
+# --- running a stage ------------------------------------------------------------------------
+
+
+def run_stage(
+    entry: Stage, fn: StageFn, clip: Clip, deadline: float | None, timeout_s: float
+) -> Clip:
+    """``fn(clip)`` as stage ``entry``: timed into ``clip.seconds``, exceptions as StageError
+    naming it, cut off at the video's ``deadline`` (epoch s; ``timeout_s`` for the message)."""
+    with stage(entry.name, clip.seconds):
+        return within_deadline(entry.name, deadline, fn, clip, timeout_s=timeout_s)
+
+
+def run_stages(
+    steps: Sequence[tuple[Stage, StageFn]], clip: Clip, deadline: float | None, timeout_s: float
+) -> Clip:
+    """The clip through ``steps`` (built stages, in table order) with :func:`run_stage`."""
+    for entry, fn in steps:
+        clip = run_stage(entry, fn, clip, deadline, timeout_s)
+    return clip
+
+
+def probe(source: str, cfg: PreprocessConfig, deadline: float | None) -> VideoInfo:
+    """``decode.probe_video`` as the decode stage, within the video's deadline."""
+    with stage(DECODE):
+        limit = cfg.run.video_timeout_s
+        return within_deadline(DECODE, deadline, probe_video, source, cfg.decode, timeout_s=limit)
+
+
+def decoded_clips(info: VideoInfo, cfg: PreprocessConfig, deadline: float | None) -> Iterator[Clip]:
+    """The video's clips one at a time (bounded memory), each timed as the decode stage."""
+    clips = iter_clips(info, cfg.decode)
+    limit = cfg.run.video_timeout_s
+    while True:
+        seconds: dict[str, float] = {}
+        with stage(DECODE, seconds):
+            clip = within_deadline(DECODE, deadline, next, clips, None, timeout_s=limit)
+        if clip is None:
+            return
+        clip.seconds.update(seconds)
+        yield clip
+
+
+SECONDS_COLUMNS = frozenset(
+    f.name for f in dataclasses.fields(ClipRow) if f.name.startswith("seconds_")
+)
+"""The ``seconds_NAME`` columns of ``stats/clips``: a stage without one is timed all the same
+(``EncodedClip.seconds``, the run summary)."""
+
+
+def finished(clip: Clip) -> EncodedClip:
+    """The encoded clip of a clip through every stage, with the stage times in its row."""
+    if clip.encoded is None:
+        raise StageError(STAGES[-1].name, "the last stage did not encode the clip")
+    times = dict(clip.seconds)
+    columns = {f"seconds_{n}": s for n, s in times.items() if f"seconds_{n}" in SECONDS_COLUMNS}
+    row = dataclasses.replace(clip.encoded.row, **columns)  # type: ignore[arg-type]
+    return EncodedClip(clip.encoded.key, clip.encoded.fields, row, times)
+
+
+# --- the encoded clip's row and metadata ----------------------------------------------------
 
 
 def clip_row(clip: Clip) -> ClipRow:
-    """The clip's ``stats/clips`` row (``shard`` is filled in by the writer)."""
+    """The clip's ``stats/clips`` row (``shard`` is filled in by the writer, ``seconds_*`` by
+    :func:`finished`)."""
     assert clip.geometry is not None and clip.keypoints is not None
     info, stats = clip.video, clip.geometry.stats
     h, w = clip.geometry.mask.shape[1:]
-    sec = clip.seconds
     return ClipRow(
         key=clip.key,
         shard="",
@@ -141,15 +300,10 @@ def clip_row(clip: Clip) -> ClipRow:
         map_height=int(h),
         n_tracks=int(clip.keypoints.shape[1]),
         **stats,  # type: ignore[arg-type]
-        seconds_decode=sec.get("decode", 0.0),
-        seconds_pose=sec.get("pose", 0.0),
-        seconds_flow=sec.get("flow", 0.0),
-        seconds_depth=sec.get("depth", 0.0),
-        seconds_geometry=sec.get("geometry", 0.0),
     )
 
 
-def clip_meta(clip: Clip, row: ClipRow, run_meta: dict[str, Any]) -> dict[str, Any]:
+def clip_meta(clip: Clip, row: ClipRow, run_meta: RunMeta) -> dict[str, Any]:
     """The sample's ``json``: where the clip comes from, its stats, the config and backends."""
     info = clip.video
     return {
@@ -170,41 +324,3 @@ def clip_meta(clip: Clip, row: ClipRow, run_meta: dict[str, Any]) -> dict[str, A
         "stats": clip.geometry.stats if clip.geometry else {},
         **run_meta,
     }
-
-
-def video_row_ok(info: VideoInfo, rows: list[ClipRow], seconds: float) -> VideoRow:
-    """A finished video's row, with statistics aggregated frame-weighted over its clips."""
-    status = "ok" if rows else "skipped"
-    return VideoRow(
-        video_id=info.video_id,
-        source=info.source,
-        status=status,
-        error_stage=None if rows else "decode",
-        error=None if rows else "no shot long enough for a clip (decode.min_clip_frames)",
-        n_clips=len(rows),
-        n_frames=sum(r.n_frames for r in rows),
-        duration_s=info.src_frames / info.src_fps if info.src_fps > 0 else None,
-        src_width=info.src_width,
-        src_height=info.src_height,
-        src_fps=info.src_fps,
-        src_frames=info.src_frames,
-        rotation=info.rotation,
-        codec=info.codec,
-        width=info.width,
-        height=info.height,
-        fps=info.fps,
-        bg_flow_mean=_weighted([(r.bg_flow_mean, r.n_frames - 1) for r in rows]),
-        occlusion_rate_mean=_weighted(
-            [(r.occlusion_rate_mean, r.multi_character_frac * r.n_frames) for r in rows]
-        ),
-        characters_max=max((r.characters_max for r in rows), default=0),
-        multi_character_frac=_weighted([(r.multi_character_frac, r.n_frames) for r in rows]),
-        seconds=seconds,
-    )
-
-
-def _weighted(pairs: list[tuple[float | None, float]]) -> float | None:
-    """Weighted mean of the non-null values; None when nothing has weight."""
-    kept = [(v, w) for v, w in pairs if v is not None and w > 0]
-    total = sum(w for _, w in kept)
-    return float(np.sum([v * w for v, w in kept]) / total) if total > 0 else None

@@ -42,6 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from shards.config import HelpFormatter
+from shards.logs import setup_logging
+
 if TYPE_CHECKING:
     import torch
 
@@ -357,22 +360,50 @@ def _record(path: Path, digest: str, f: WeightFile, *, adopted: bool) -> dict[st
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m preprocess.weights`` (every option explained)."""
     parser = argparse.ArgumentParser(
         prog="python -m preprocess.weights",
         description="List, fetch and verify the public weights of the paper's extractors "
-        "(DWPose, PWC-Net, Depth Anything) in the cache $MCANIM_WEIGHTS.",
+        "(DWPose, PWC-Net, Depth Anything) in the cache $MCANIM_WEIGHTS "
+        "(default ~/.cache/mcanim/weights).",
+        epilog="Exit codes: 0 done; 1 verify (or fetch) found a file missing or altered, or a "
+        "download failed; 2 bad usage.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("command", choices=("list", "fetch", "verify"))
-    parser.add_argument("names", nargs="*", help=f"entries (default all): {', '.join(ENTRIES)}")
+    parser.add_argument(
+        "command",
+        choices=("list", "fetch", "verify"),
+        help="list: every file, present or missing, and where it goes; fetch: download what "
+        "is missing (and record files placed by hand); verify: sha256 of every file against "
+        "the manifest",
+    )
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"entries (default all): {', '.join(ENTRIES)}"
+    )
     parser.add_argument(
         "--mirror",
+        metavar="URL",
         default=os.environ.get("MCANIM_WEIGHTS_MIRROR", ""),
-        help="fetch https://HOST/PATH from MIRROR/HOST/PATH (default $MCANIM_WEIGHTS_MIRROR)",
+        help="fetch https://HOST/PATH from URL/HOST/PATH (default $MCANIM_WEIGHTS_MIRROR)",
     )
     parser.add_argument("--force", action="store_true", help="fetch: download even if present")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        metavar="LEVEL",
+        help="logging level: DEBUG, INFO, WARNING or ERROR (default INFO)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        setup_logging(args.log_level)
+    except ValueError as exc:
+        parser.error(str(exc))  # exits 2
     entries = _selected(args.names)
     if args.command == "fetch":
         rc = cmd_fetch(entries, mirror=args.mirror, force=args.force)

@@ -1,8 +1,9 @@
 """``pose.backend=precomputed``: keypoints read from a sidecar file next to each video.
 
 Sidecar path: the video's path without its extension + ``pose.sidecar_suffix`` (default
-``.pose.npz``): ``/data/a/clip01.mp4`` -> ``/data/a/clip01.pose.npz`` (``s3://`` and other
-fsspec URIs work the same way). Format, an ``.npz`` read with ``allow_pickle=False``:
+``.pose.npz``): ``/data/a/clip01.mp4`` -> ``/data/a/clip01.pose.npz`` (``s3://`` URIs work
+the same way, read through ``shards.storage``). Format, an ``.npz`` read with
+``allow_pickle=False``:
 
 - ``keypoints``: float32 ``[N_source_frames, P, K, 3]`` with K = 17 (COCO body) or 133
   (COCO-WholeBody), (x, y, score) in the source video's *displayed* pixel coordinates (after
@@ -31,6 +32,7 @@ from preprocess.config import PoseConfig
 from preprocess.geometry.layout import pad_to_wholebody
 from preprocess.pose.base import POSE_BACKENDS, PoseBackend
 from preprocess.pose.tracking import track
+from shards.storage import read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +78,8 @@ def read_sidecar(path: str) -> tuple[np.ndarray, bool]:
 
 
 def _read_bytes(path: str) -> bytes:
-    if "://" not in path:
-        if not Path(path).is_file():
-            raise FileNotFoundError(_missing(path))
-        return Path(path).read_bytes()
-    import fsspec
-
     try:
-        with fsspec.open(path, "rb") as f:
-            return bytes(f.read())
+        return read_bytes(path)
     except FileNotFoundError:
         raise FileNotFoundError(_missing(path)) from None
 

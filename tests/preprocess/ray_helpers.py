@@ -1,17 +1,23 @@
-"""Helpers of the Ray job tests: tiny real videos, a short Ray temp dir, the output's keys."""
+"""Helpers of the runner tests: tiny real videos, a short Ray temp dir, the output's keys, and
+a stage to add to the stage table."""
 
 from __future__ import annotations
 
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 
+from preprocess.clip import Clip
+from preprocess.config import PreprocessConfig, RunConfig
+from preprocess.stages import STAGES, Resources, Stage
 from shards.__main__ import main as shards_main
 from shards.reader import read_clips
 from tests.media import read_frames
@@ -79,3 +85,35 @@ def short_tmp() -> Iterator[Path]:
     """A short temp dir for Ray (its unix socket paths must stay under ~107 characters)."""
     with tempfile.TemporaryDirectory(prefix="mcr", dir="/tmp") as tmp:
         yield Path(tmp)
+
+
+# -- a stage added to the table by the tests (importable by Ray workers) ---------------------
+
+
+class AuditStage:
+    """A model stage the tests add to ``preprocess.stages.STAGES``: it fails on the clips of
+    ``bad*`` videos and passes the others on, a little later."""
+
+    def __init__(self, cfg: PreprocessConfig) -> None:
+        self.cfg = cfg
+
+    def backends(self) -> dict[str, Any]:
+        return {}
+
+    def __call__(self, clip: Clip) -> Clip:
+        if Path(clip.video.source).name.startswith("bad"):
+            raise ValueError("planted failure")
+        time.sleep(0.02)
+        return clip
+
+
+def audit_resources(r: RunConfig) -> Resources:
+    return Resources(cpus=0.25, actors=1)
+
+
+def with_audit_stage(before: str = "geometry") -> tuple[Stage, ...]:
+    """The stage table with an ``audit`` model stage inserted before stage ``before``."""
+    audit = Stage("audit", audit_resources, model=AuditStage)
+    names = [s.name for s in STAGES]
+    at = names.index(before)
+    return (*STAGES[:at], audit, *STAGES[at:])

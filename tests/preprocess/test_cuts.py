@@ -1,4 +1,8 @@
-"""Shot-cut detector and clip spans: synthetic frames, real frames, and properties."""
+"""Shot-cut detector and the clip-span rule: synthetic frames, real frames, and properties.
+
+The span rule (``cuts.SpanBuilder``, the streaming form that decoding drives) is checked
+against a whole-video oracle written here: the shots between the cuts, each divided greedily.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from preprocess.clip import VideoInfo
 from preprocess.config import DecodeConfig
-from preprocess.cuts import CutDetector, frame_signature, signature_distance, split_spans
+from preprocess.cuts import (
+    ClipCutter,
+    CutDetector,
+    SpanBuilder,
+    frame_signature,
+    signature_distance,
+)
 
 THRESHOLD = DecodeConfig().cut_threshold
 
@@ -150,7 +161,31 @@ def test_join_of_two_real_videos_is_exactly_one_cut(vtest_small: np.ndarray, dan
     assert _cuts(frames[:90]) == [50]
 
 
-# --- split_spans ------------------------------------------------------------------------
+# --- the clip-span rule -------------------------------------------------------------------
+
+
+def split_spans(
+    n_frames: int, cuts: list[int], max_len: int, min_len: int
+) -> list[tuple[int, int]]:
+    """The spans SpanBuilder gives a whole video of ``n_frames`` with a cut before each
+    position in ``cuts`` (0 and ``n_frames`` allowed: they change nothing)."""
+    builder = SpanBuilder(max_len, min_len)
+    spans = [s for i in range(n_frames) for s in builder.add(i in cuts)]
+    return spans + builder.close()
+
+
+def oracle_spans(
+    n_frames: int, cuts: list[int], max_len: int, min_len: int
+) -> list[tuple[int, int]]:
+    """The rule on the whole video at once: shots between cuts, each cut into consecutive
+    max_len pieces from its start, pieces shorter than min_len dropped."""
+    spans = []
+    for shot_start, shot_end in itertools.pairwise(sorted({0, n_frames, *cuts})):
+        for start in range(shot_start, shot_end, max_len):
+            end = min(start + max_len, shot_end)
+            if end - start >= min_len:
+                spans.append((start, end))
+    return spans
 
 
 def test_split_spans_examples() -> None:
@@ -169,15 +204,21 @@ def test_split_spans_examples() -> None:
     assert split_spans(0, [], max_len=8, min_len=1) == []
 
 
-@pytest.mark.parametrize(
-    ("n", "cuts", "max_len", "min_len"),
-    [(10, [11], 4, 1), (10, [-1], 4, 1), (10, [], 0, 0), (10, [], 4, 5), (-1, [], 4, 1)],
-)
-def test_split_spans_rejects_bad_arguments(
-    n: int, cuts: list[int], max_len: int, min_len: int
-) -> None:
-    with pytest.raises(ValueError):
-        split_spans(n, cuts, max_len, min_len)
+def test_spans_are_final_as_soon_as_their_last_frame_is_in() -> None:
+    builder = SpanBuilder(max_len=4, min_len=2)
+    assert [builder.add(cut) for cut in (False, False, False)] == [[], [], []]
+    assert builder.add(False) == [(0, 4)]  # full: out with its 4th frame
+    assert builder.add(False) == [] and builder.add(False) == []
+    assert builder.add(True) == [(4, 6)]  # a cut before frame 6 ends the piece before it
+    assert builder.add(True) == []  # a 1-frame shot: dropped
+    assert builder.start == 7  # frames before the piece in progress are never needed again
+    assert builder.close() == []
+
+
+@pytest.mark.parametrize(("max_len", "min_len"), [(0, 0), (4, 5), (-1, -3)])
+def test_span_builder_rejects_bad_arguments(max_len: int, min_len: int) -> None:
+    with pytest.raises(ValueError, match="max_len"):
+        SpanBuilder(max_len, min_len)
 
 
 @st.composite
@@ -190,26 +231,28 @@ def _split_args(draw: st.DrawFn) -> tuple[int, list[int], int, int]:
 
 
 @given(_split_args())
-def test_split_spans_properties(args: tuple[int, list[int], int, int]) -> None:
+def test_streamed_spans_are_the_whole_video_rule(args: tuple[int, list[int], int, int]) -> None:
     n, cuts, max_len, min_len = args
     spans = split_spans(n, cuts, max_len, min_len)
-    bounds = sorted({0, n, *cuts})
-    shots = list(itertools.pairwise(bounds))
+    assert spans == oracle_spans(n, cuts, max_len, min_len)
     for (s0, e0), (s1, _) in itertools.pairwise(spans):
         assert e0 <= s1 and s0 < e0  # sorted, disjoint, non-empty
     for start, end in spans:
         assert 0 <= start < end <= n
         assert max(1, min_len) <= end - start <= max_len
         assert not any(start < c < end for c in cuts)  # never crosses a cut
-    for a, b in shots:
-        inside = [s for s in spans if a <= s[0] < b]
-        # Greedy division of each shot: contiguous from its start, every piece but the
-        # last full, and only a tail shorter than min_len is left out.
-        expected_start = a
-        for i, (start, end) in enumerate(inside):
-            assert start == expected_start
-            assert end - start == max_len or i == len(inside) - 1
-            expected_start = end
-        if inside and inside[-1][1] - inside[-1][0] < max_len:
-            assert inside[-1][1] == b  # a short piece is always the shot's tail
-        assert b - expected_start < max(1, min_len) or b == expected_start
+
+
+def test_clip_cutter_gives_each_clip_its_frames() -> None:
+    """Two synthetic shots through the cutter: clips follow the spans, own their arrays."""
+    frames = [_scene_a()] * 10 + [_scene_b()] * 7
+    info = VideoInfo("/v.mp4", "0" * 16, 160, 120, 10.0, 17, 0, 160, 120, 10.0)
+    cutter = ClipCutter(info, DecodeConfig(clip_frames=6, min_clip_frames=3))
+    clips = [c for i, f in enumerate(frames) for c in cutter.add(f, 100 + i)]
+    assert len(cutter.frames) == 1  # only the piece in progress (frame 16) is held
+    clips += list(cutter.close())
+    spans = [(int(c.source_frames[0]) - 100, int(c.source_frames[-1]) - 99) for c in clips]
+    assert spans == split_spans(17, [10], max_len=6, min_len=3) == [(0, 6), (6, 10), (10, 16)]
+    assert [c.index for c in clips] == [0, 1, 2]
+    assert all((c.frames == frames[s]).all() for c, (s, _) in zip(clips, spans, strict=True))
+    assert not np.shares_memory(clips[0].frames, clips[1].frames)

@@ -3,12 +3,16 @@
 The camera-shake test is the issue's acceptance check of the background-flow statistic: the
 real static-camera vtest.avi, shaken by random-direction translations of a fixed step s px
 per frame (centre-cropped so no border fill shows), must measure bg_flow_mean within 10% of
-s; unshaken it must stay below 0.6 px.
+s; unshaken it must stay below 0.6 px. The stage-table tests add a stage to
+``preprocess.stages.STAGES`` (one entry) and check that the in-process run times it, reports
+its failures, and cuts it off at the video's deadline (test_ray_job.py does the same on Ray).
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import av
@@ -17,13 +21,18 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
+from preprocess import stages
 from preprocess.__main__ import main as preprocess_main
+from preprocess.clip import Clip
 from preprocess.config import PreprocessConfig
-from preprocess.pipeline import ConfigMismatchError, run
+from preprocess.pipeline import run
 from preprocess.pose.precomputed import write_sidecar
+from preprocess.runner import ConfigMismatchError
+from preprocess.stages import SECONDS_COLUMNS, Resources, Stage, stage_names
 from shards.__main__ import main as shards_main
 from shards.config import load_config
 from shards.reader import iter_samples, read_clips, read_videos
+from tests.preprocess.ray_helpers import with_audit_stage
 
 REPO = Path(__file__).resolve().parents[2]
 CPU_PRESET = REPO / "jobs" / "preprocess" / "cpu.yaml"
@@ -227,3 +236,88 @@ def test_clip_metadata_carries_config_and_backends(
     assert (out / "config.yaml").is_file()
     table = ds.dataset(out / "stats" / "clips", format="parquet").to_table()
     assert table.column("key").to_pylist() == [sample.key]
+
+
+# --- the stage table ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_videos(vtest_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``ok.mp4`` and ``bad.mp4``: 16 small real frames each, with pose sidecars (no model)."""
+    folder = tmp_path_factory.mktemp("tiny")
+    small = [cv2.resize(f, (192, 144), interpolation=cv2.INTER_AREA) for f in vtest_frames]
+    keypoints = np.zeros((16, 1, 17, 3), np.float32)
+    keypoints[:, 0, :, :2] = np.linspace(40, 120, 17)[None, :, None]
+    keypoints[..., 2] = 0.9
+    for name, frames in (("ok", small[:16]), ("bad", small[16:32])):
+        write_mp4(folder / f"{name}.mp4", frames)
+        write_sidecar(folder / f"{name}.pose.npz", keypoints)
+    return folder
+
+
+def tiny_config(*overrides: str) -> PreprocessConfig:
+    fast = ["pose.backend=precomputed", "flow.preset=ultrafast", "shards.x264_preset=ultrafast"]
+    return load_config(PreprocessConfig, CPU_PRESET, [*fast, "run.runner=local", *overrides])
+
+
+def test_the_table_names_the_clip_rows_seconds_columns() -> None:
+    assert {f"seconds_{n}" for n in stage_names()} == SECONDS_COLUMNS
+    assert stage_names()[0] == "decode" and stage_names()[-1] == "encode"
+
+
+def test_a_stage_added_to_the_table_runs_in_process(
+    tiny_videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stages, "STAGES", with_audit_stage(before="geometry"))
+    summary = run([str(tiny_videos)], tmp_path / "out", tiny_config())
+    rows = {Path(r["source"]).name: r for r in read_videos(tmp_path / "out").to_pylist()}
+    assert rows["ok.mp4"]["status"] == "ok"
+    assert (rows["bad.mp4"]["error_stage"], rows["bad.mp4"]["error"]) == (
+        "audit",
+        "ValueError: planted failure",
+    )
+    assert summary.reasons() == {("audit", "ValueError"): 1}
+    assert list(summary.stage_seconds)[3:6] == ["depth", "audit", "geometry"]
+    assert summary.stage_seconds["audit"] >= 0.02  # timed like every stage: one clip, 20 ms
+    assert "audit " in summary.format()
+    (row,) = read_clips(tmp_path / "out").to_pylist()  # the stage times in the clip's row
+    assert all(row[f"seconds_{n}"] > 0 for n in ("decode", "flow", "geometry", "encode"))
+    assert shards_main(["validate", str(tmp_path / "out")]) == 0
+
+
+STALL = threading.Event()
+
+
+class StallStage:
+    """A model stage that hangs on the clips of ``bad.mp4`` (until released)."""
+
+    def __init__(self, cfg: PreprocessConfig) -> None:
+        pass
+
+    def backends(self) -> dict[str, object]:
+        return {}
+
+    def __call__(self, clip: Clip) -> Clip:
+        if Path(clip.video.source).name == "bad.mp4":
+            STALL.wait(60)
+        return clip
+
+
+def test_a_hanging_model_stage_is_cut_off_at_the_video_deadline(
+    tiny_videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stall = Stage("stall", lambda r: Resources(1.0, actors=1), model=StallStage)
+    monkeypatch.setattr(stages, "STAGES", (stall, *stages.STAGES))
+    start = time.monotonic()
+    try:
+        summary = run([str(tiny_videos)], tmp_path / "out", tiny_config("run.video_timeout_s=4"))
+    finally:
+        STALL.set()
+    assert time.monotonic() - start < 30
+    rows = {Path(r["source"]).name: r for r in read_videos(tmp_path / "out").to_pylist()}
+    assert rows["ok.mp4"]["status"] == "ok"
+    bad = rows["bad.mp4"]
+    assert (bad["status"], bad["error_stage"]) == ("failed", "stall"), bad
+    assert bad["error"].startswith("timeout: the video's 4 s limit"), bad
+    assert 4 <= bad["seconds"] < 30
+    assert summary.status == {"ok": 1, "failed": 1} and summary.clips == 1

@@ -3,7 +3,9 @@
 Same inputs, same config: the Ray Data pipeline must write what the local run writes (clip
 keys, statistics, video statuses and failure stages) even when a pose actor is killed
 mid-run, commit only whole videos, skip finished videos on a re-run, and turn stage failures
-and timeouts into ``failed`` rows.
+and timeouts into ``failed`` rows. The first test also adds a model stage to the stage table
+(one entry, ``ray_helpers.with_audit_stage``): both runners must run it, time it and report
+its failures alike.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import psutil
 import pytest
 import ray
 
-from preprocess.clip import StageError, VideoInfo, video_id_for
+from preprocess import stages
+from preprocess.clip import EncodedClip, StageError, VideoInfo, video_id_for
 from preprocess.config import PreprocessConfig
 from preprocess.deadline import within_deadline
-from preprocess.pipeline import STAGES, RunSummary, run
+from preprocess.pipeline import run
 from preprocess.pose.precomputed import write_sidecar
-from preprocess.ray_job import Item, VideoAssembler, run_ray
-from preprocess.stages import EncodedClip
+from preprocess.ray_job import Item, VideoAssembler, cpus_needed, run_ray
+from preprocess.runner import RunSummary
+from preprocess.stages import stage_names
 from shards.config import load_config
 from shards.reader import read_clips, read_videos
 from shards.writer import ShardWriter
@@ -37,6 +41,7 @@ from tests.preprocess.ray_helpers import (
     short_tmp,
     validates,
     vtest_videos,
+    with_audit_stage,
 )
 from tests.shards.synthetic import FPS, H, W, encoded_clip
 
@@ -98,6 +103,7 @@ class ActorKiller(threading.Thread):
 def videos(vtest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("videos")
     good = vtest_videos(vtest, folder, n_videos=2, frames=24)
+    (folder / "bad.mp4").write_bytes(good[1].read_bytes())  # fails at the added audit stage
     (folder / "zero.mp4").write_bytes(b"")
     data = good[0].read_bytes()
     (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
@@ -105,8 +111,14 @@ def videos(vtest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_ray_job_writes_what_the_local_run_writes(
-    local_ray: None, videos: Path, movenet_onnx: Path, tmp_path: Path
+    local_ray: None,
+    videos: Path,
+    movenet_onnx: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # One entry added to the table: a model stage that fails on bad.mp4 (both runners).
+    monkeypatch.setattr(stages, "STAGES", with_audit_stage(before="geometry"))
     overrides = job_overrides(movenet_onnx)
     local_cfg = load_config(PreprocessConfig, CPU_PRESET, [*overrides, "run.runner=local"])
     # A GPU fraction on this GPU-less instance must fall back to CPU, not wait forever.
@@ -123,9 +135,13 @@ def test_ray_job_writes_what_the_local_run_writes(
         killer.join()
     assert killer.killed is not None, "no pose actor was seen to kill"
 
-    assert summary.status == local.status == {"ok": 2, "failed": 2}
+    assert summary.status == local.status == {"ok": 2, "failed": 3}
     assert summary.clips == local.clips == 4 and summary.frames == 48
-    assert {stage for _, stage, _ in summary.failures} == {"decode"}
+    assert {stage for _, stage, _ in summary.failures} == {"decode", "audit"}
+    assert summary.reasons()[("audit", "ValueError")] == 1
+    for s in (summary, local):  # the added stage is timed in the actors like the others
+        assert list(s.stage_seconds) == [*stage_names()] and s.stage_seconds["audit"] >= 0.08
+    assert cpus_needed(ray_cfg.run) == 1 + 2 + 1 + 0.25 + 0.25 + 1  # decode, actors, task
     by_name = {Path(r["source"]).name: r for r in read_videos(tmp_path / "ray").to_pylist()}
     expected = {Path(r["source"]).name: r for r in read_videos(tmp_path / "local").to_pylist()}
     for name, row in expected.items():
@@ -146,7 +162,7 @@ def test_ray_job_writes_what_the_local_run_writes(
     assert "frames/s per stage: decode" in summary.format()
 
     again = run_ray([str(videos)], tmp_path / "ray", ray_cfg)
-    assert again.skipped_done == 4 and again.clips == 0
+    assert again.skipped_done == 5 and again.clips == 0
     assert clip_keys(tmp_path / "ray") == list(a.key)
 
 
@@ -178,7 +194,7 @@ def test_stage_failures_and_timeouts_become_failed_rows(
     summary = run_ray([str(folder)], tmp_path / "timeout", slow)
     assert summary.status == {"failed": 2}
     for row in read_videos(tmp_path / "timeout").to_pylist():
-        assert row["error_stage"] in STAGES and row["error"].startswith("timeout"), row
+        assert row["error_stage"] in stage_names() and row["error"].startswith("timeout"), row
     assert read_clips(tmp_path / "timeout").num_rows == 0
     assert validates(tmp_path / "timeout")
 
@@ -196,7 +212,8 @@ def test_a_hanging_call_is_cut_off_at_the_deadline() -> None:
 
 def test_importing_preprocess_does_not_import_ray() -> None:
     code = (
-        "import sys, preprocess.__main__, preprocess.pipeline, preprocess.stages, shards.writer; "
+        "import sys, preprocess.__main__, preprocess.pipeline, preprocess.runner, "
+        "preprocess.stages, shards.writer; "
         "print('ray' in sys.modules)"
     )
     result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)

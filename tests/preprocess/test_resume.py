@@ -3,7 +3,8 @@
 The Ray job runs as ``python -m preprocess`` in its own process group (its local Ray instance
 with it) and is killed with SIGKILL once some clips are committed; the re-run must skip the
 finished videos, redo the others, and end with the clean run's clip keys, no duplicates, no
-tmp or staging leftovers, and an output that validates. A changed config or model is refused.
+tmp or staging leftovers, and an output that validates. A changed config or model is refused,
+an output of another format version always.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from preprocess.config import PreprocessConfig
-from preprocess.pipeline import BACKENDS_FILE, ConfigMismatchError, run
+from preprocess.pipeline import run
+from preprocess.runner import BACKENDS_FILE, ConfigMismatchError
 from shards.config import load_config
 from shards.reader import read_videos
+from shards.schema import FORMAT_VERSION, FORMAT_VERSION_KEY, FormatVersionError
 from tests.preprocess.ray_helpers import (
     CPU_PRESET,
     PYTHON,
@@ -112,6 +116,7 @@ def test_changed_config_or_model_is_refused_unless_allowed(
 
     # Other weights under the same path: the stored sha256 no longer matches.
     stored = json.loads((out / BACKENDS_FILE).read_text())
+    assert stored[FORMAT_VERSION_KEY] == FORMAT_VERSION
     assert len(stored["pose"]["sha256"]) == 64
     stored["pose"]["sha256"] = "0" * 64
     (out / BACKENDS_FILE).write_text(json.dumps(stored))
@@ -119,3 +124,18 @@ def test_changed_config_or_model_is_refused_unless_allowed(
     with pytest.raises(ConfigMismatchError, match=r"backends\.pose\.sha256: '0000"):
         run([str(videos)], out, cfg)
     assert run([str(videos)], out, cfg, allow_config_change=True).skipped_done == 1
+
+    # An output of another format version is refused, even with --allow-config-change.
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config[FORMAT_VERSION_KEY] == FORMAT_VERSION
+    for version, what in ((FORMAT_VERSION - 1, "older"), (FORMAT_VERSION + 1, "newer")):
+        config[FORMAT_VERSION_KEY] = version
+        (out / "config.yaml").write_text(yaml.safe_dump(config))
+        with pytest.raises(FormatVersionError, match=rf"config\.yaml: format version .* {what}"):
+            run([str(videos)], out, cfg, allow_config_change=True)
+    config[FORMAT_VERSION_KEY] = FORMAT_VERSION
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+    stored[FORMAT_VERSION_KEY] = FORMAT_VERSION + 1
+    (out / BACKENDS_FILE).write_text(json.dumps(stored))
+    with pytest.raises(FormatVersionError, match=r"backends\.json: format version"):
+        run([str(videos)], out, cfg, allow_config_change=True)
