@@ -69,7 +69,7 @@ train-demo: demo-assets $(STAMP)
 	@test -f $(DEMO_OUT)/config.yaml || $(MAKE) --no-print-directory demo-cpu
 	jobs/train_demo.sh $(DEMO_OUT) out/train_demo "$(MCANIM_ASSETS)"
 
-# Evaluation of the train-demo model on the held-out demo clip (python -m model.evaluate):
+# Evaluation of the train-demo model on the held-out demo clip (python -m train.evaluate):
 # tiny random model, stand-in feature networks unless their files are in MCANIM_WEIGHTS.
 eval-demo: $(STAMP)
 	@test -f out/train_demo/stage2/export/config.yaml || $(MAKE) --no-print-directory train-demo

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make eval-demo: python -m model.evaluate on the make train-demo model and make demo's data.
+# make eval-demo: python -m train.evaluate on the make train-demo model and make demo's data.
 # The model is TINY and RANDOM: the numbers only show that every stage runs. Without the
 # published feature-network files in $MCANIM_WEIGHTS/metrics (see docs/evaluate.md) the
 # LPIPS / FID / FID-VID / FVD networks are random-weight stand-ins, labelled "(stand-in)" in
@@ -25,7 +25,7 @@ done
 echo "== eval-demo: TINY RANDOM-WEIGHT MODEL (the scores mean nothing; every stage runs) =="
 # the clip the training run held out, its first 32 frames (two 16-frame segments), at 64x64,
 # 2 DDIM steps; the same checkpoint once more with the flow guider's input zeroed
-$py -m model.evaluate --checkpoint "$run/stage2/export" --data "$data" --out "$out" \
+$py -m train.evaluate --checkpoint "$run/stage2/export" --data "$data" --out "$out" \
   --heldout-of "$run/stage2" --frames 32 --steps 2 --height 64 --width 64 --window 16 \
   --stride 8 --ablate none,flow "${stand_in[@]}" standard.size=64
 echo "eval-demo done: $out/report.md, report.html, report.json, sheets/"

@@ -2,8 +2,15 @@
 
     python -m model.animate --checkpoint out/model --reference ref.png \\
         --driving dance.mp4 --out out/result.mp4 [--side-by-side out/sbs.mp4] \\
-        [--pose-model models/movenet_multipose.onnx] [--steps 50] [--guidance 1.5] \\
+        [--pose-model models/movenet_multipose.onnx] [--steps 50] [--guidance-scale 1.5] \\
         [--height 896 --width 640] [--max-frames 64] [key.sub=value ...]
+
+The files become canvas-space inputs here (:func:`prepare`: the reference image cropped to the
+canvas, its and the driving video's poses, characters matched and ordered); the guider inputs
+are rendered a chunk at a time (:func:`model.inputs.guider_arrays`) and
+:func:`model.pipeline.generate` — the one inference sequence, shared with training validation
+and ``python -m train.evaluate`` — animates; the frames go to an H.264 MP4
+(:func:`shards.video.write_video`).
 
 ``--driving`` is a video (poses from the pose backend, ``pose.backend``; with
 ``pose.backend=precomputed`` from its ``.pose.npz`` sidecar) or a pose file: a sidecar
@@ -12,7 +19,9 @@ sample's ``pose.npy``; pose files need the pixel size their coordinates refer to
 (``--pose-size HxW``, or a video of the same stem next to them). The reference image's pose
 comes from the same backend, or from ``--reference-pose`` (an ``.npy`` of [P, 133, 3] in the
 image's pixels). Dotted overrides reach every field of :class:`AnimateConfig`
-(``sampling.eta=0.5``, ``pose.input_size=384``, ...). See docs/model.md.
+(``sampling.eta=0.5``, ``pose.input_size=384``, ...); ``--help`` lists them all. This entry
+point is the one module of ``model/`` that may use extractor backends (pose, depth). See
+docs/model.md.
 """
 
 from __future__ import annotations
@@ -22,36 +31,32 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
-from pathlib import Path
 
-import av
 import cv2
 import numpy as np
-import torch
 
 from model.composed import AnimationModel
-from model.config import SamplingConfig, apply_overrides
+from model.config import SamplingConfig
 from model.folder import load_model_folder
 from model.guiders import Conditions
 from model.inputs import guider_arrays, match_characters, track_priority
-from model.pipeline import (
-    decode_frames,
-    encode_reference,
-    guide_frames,
-    reference_inputs,
-    sample_latents,
-)
+from model.pipeline import generate
 from preprocess.config import DepthConfig, PoseConfig
 from preprocess.depth import create_depth_backend
+from preprocess.devices import DTYPES, torch_device, torch_dtype
 from preprocess.geometry.canvas import Crop, reference_nearness
 from preprocess.geometry.layout import pad_to_wholebody
 from preprocess.pose import create_pose_backend, read_sidecar, render_pose, sidecar_path, track
+from preprocess.weights import assets_dir
+from shards.config import ConfigCLI
+from shards.logs import setup_logging
+from shards.video import probe_video, read_video, write_video
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+SAMPLING_FLAGS = ("steps", "guidance_scale", "height", "width", "seed", "window", "stride")
+"""``sampling.*`` keys that also have a flag (``--steps``, ``--guidance-scale``, ...)."""
 
 
 @dataclass
@@ -81,41 +86,37 @@ class AnimateConfig:
     dtype: str = "auto"
     """``auto`` (bfloat16 on CUDA, float32 on CPU) | ``float32`` | ``float16`` | ``bfloat16``."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """DDIM sampling: steps, guidance, windows, canvas size, seed."""
     pose: PoseConfig = field(default_factory=PoseConfig)
+    """Pose backend for the driving video and the reference image (default MoveNet)."""
     depth: DepthConfig = field(default_factory=DepthConfig)
+    """Depth backend for the reference image's front-to-back order (default: none, the feet
+    heuristic)."""
+
+
+def build_cli() -> tuple[ConfigCLI[AnimateConfig], argparse.ArgumentParser]:
+    """The command line: flags for the common keys, ``KEY=VALUE`` for every key of
+    :class:`AnimateConfig` (all listed by ``--help``)."""
+    cli = ConfigCLI(AnimateConfig, preset="none")
+    parser = cli.parser("python -m model.animate", __doc__.split("\n")[0])
+    for name in ("--checkpoint", "--reference", "--driving", "--out"):
+        cli.flag(parser, name, required=True)
+    for name in ("--side-by-side", "--reference-pose", "--pose-size"):
+        cli.flag(parser, name)
+    cli.flag(parser, "--pose-backend", key="pose.backend")
+    cli.flag(parser, "--pose-model", key="pose.model")
+    for name in ("--max-frames", "--fps", "--device"):
+        cli.flag(parser, name)
+    cli.flag(parser, "--dtype", choices=["auto", *DTYPES])
+    for name in SAMPLING_FLAGS:
+        cli.flag(parser, f"--{name.replace('_', '-')}", key=f"sampling.{name}")
+    return cli, parser
 
 
 def parse_args(argv: Sequence[str] | None) -> AnimateConfig:
-    p = argparse.ArgumentParser(prog="python -m model.animate", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--reference", required=True)
-    p.add_argument("--driving", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--side-by-side", default="")
-    p.add_argument("--reference-pose", default="")
-    p.add_argument("--pose-size", default="")
-    p.add_argument("--pose-backend", default=None, help="pose.backend (default movenet)")
-    p.add_argument("--pose-model", default=None, help="pose.model (ONNX path)")
-    p.add_argument("--max-frames", type=int, default=0)
-    p.add_argument("--fps", type=float, default=0.0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
-    for name in ("steps", "guidance_scale", "height", "width", "seed", "window", "stride"):
-        p.add_argument(f"--{name.replace('_', '-')}", dest=f"sampling.{name}", default=None)
-    p.add_argument("overrides", nargs="*", help="dotted key=value overrides")
-    args = p.parse_args(argv)
-    flags = {k: v for k, v in vars(args).items() if k != "overrides"}
-    dotted = [f"{k}={v}" for k, v in flags.items() if k.startswith("sampling.") and v is not None]
-    dotted += [f"pose.backend={args.pose_backend}"] if args.pose_backend else []
-    dotted += [f"pose.model={args.pose_model}"] if args.pose_model else []
-    base = AnimateConfig(
-        **{
-            k: v
-            for k, v in flags.items()
-            if "." not in k and k not in ("pose_backend", "pose_model")
-        }
-    )
-    return apply_overrides(base, [*dotted, *args.overrides])
+    """The :class:`AnimateConfig` of a command line (defaults < flags < overrides)."""
+    cli, parser = build_cli()
+    return cli.config(parser.parse_args(argv))
 
 
 # ---- inputs ------------------------------------------------------------------------------
@@ -125,29 +126,6 @@ def read_image(path: str) -> np.ndarray:
     if image is None:
         raise FileNotFoundError(f"cannot read reference image {path}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def read_video(path: str, max_frames: int) -> tuple[np.ndarray, float]:
-    """(T, H, W, 3) uint8 RGB frames (at most ``max_frames``, 0 = all) and the frame rate."""
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or 30)
-        frames = []
-        for frame in container.decode(stream):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if max_frames and len(frames) >= max_frames:
-                break
-    if not frames:
-        raise ValueError(f"{path}: no video frames")
-    return np.stack(frames), fps
-
-
-def probe_video(path: str) -> tuple[tuple[int, int], float]:
-    """((height, width), frame rate) of a video file."""
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        return (stream.height, stream.width), float(stream.average_rate or 30)
 
 
 def _pose_file_size(cfg: AnimateConfig) -> tuple[int, int]:
@@ -178,7 +156,7 @@ def driving_keypoints(cfg: AnimateConfig) -> tuple[np.ndarray, tuple[int, int], 
             kps, tracked = read_sidecar(sidecar_path(path, cfg.pose.sidecar_suffix))
             size, video_fps = probe_video(path)
             return _tracked(kps[:limit], tracked, cfg.pose), size, cfg.fps or video_fps
-        frames, fps = read_video(path, cfg.max_frames)
+        frames, fps = read_video(path, cfg.max_frames)  # (T, H, W, 3)
         log.info("detecting poses in %d driving frames (%s)", len(frames), cfg.pose.backend)
         keypoints = create_pose_backend(cfg.pose).track_frames(frames)
         return keypoints, frames.shape[1:3], cfg.fps or fps
@@ -205,49 +183,17 @@ def reference_keypoints(cfg: AnimateConfig, image: np.ndarray) -> np.ndarray:
 
 
 def default_pose_model(cfg: AnimateConfig) -> None:
-    """MoveNet from the shared assets (MCANIM_ASSETS) when no pose.model is configured."""
+    """MoveNet from the shared assets (:func:`preprocess.weights.assets_dir`, MCANIM_ASSETS)
+    when no pose.model is configured."""
     if cfg.pose.backend != "movenet" or cfg.pose.model:
         return
-    assets = Path(
-        os.environ.get("MCANIM_ASSETS", Path(__file__).resolve().parents[2] / "shared" / "assets")
-    )
-    candidate = assets / "models" / "movenet_multipose.onnx"
+    candidate = assets_dir() / "models" / "movenet_multipose.onnx"
     if candidate.is_file():
         cfg.pose.model = str(candidate)
         log.info("pose.model not set: using %s", candidate)
 
 
-# ---- output ------------------------------------------------------------------------------
-def write_video(path: str, frames: np.ndarray, fps: float) -> None:
-    """(T, H, W, 3) uint8 RGB -> H.264 mp4 (PyAV), written to a temporary name then renamed."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.mp4")
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    tmp.replace(out)
-
-
 # ---- the job -----------------------------------------------------------------------------
-def _device_dtype(cfg: AnimateConfig) -> tuple[torch.device, torch.dtype]:
-    device = torch.device(
-        "cuda"
-        if cfg.device == "auto" and torch.cuda.is_available()
-        else "cpu"
-        if cfg.device == "auto"
-        else cfg.device
-    )
-    if cfg.dtype != "auto":
-        return device, DTYPES[cfg.dtype]
-    return device, torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
 @dataclass
 class Prepared:
     """The canvas-space inputs of one job."""
@@ -260,6 +206,8 @@ class Prepared:
 
 
 def prepare(cfg: AnimateConfig, model: AnimationModel) -> Prepared:
+    """Read the reference image and the driving poses, bring both to the sampling canvas,
+    match characters and fix their front-to-back order."""
     size = (cfg.sampling.height, cfg.sampling.width)
     geo = model.cfg.geometry
     default_pose_model(cfg)
@@ -287,7 +235,8 @@ def prepare(cfg: AnimateConfig, model: AnimationModel) -> Prepared:
 def animate(
     cfg: AnimateConfig, model: AnimationModel, progress: bool = True
 ) -> tuple[np.ndarray, Prepared]:
-    """Generated frames (T, H, W, 3) uint8 and the prepared inputs."""
+    """Generated frames (T, H, W, 3) uint8 and the prepared inputs: :func:`prepare`, then
+    :func:`model.pipeline.generate` with the guider inputs rendered a chunk at a time."""
     job = prepare(cfg, model)
     size = (cfg.sampling.height, cfg.sampling.width)
     geo = model.cfg.geometry
@@ -298,11 +247,10 @@ def animate(
         )
         return Conditions.from_arrays(arrays)
 
-    c_multi = guide_frames(model, conditions, len(job.driving_kps), cfg.sampling.window)
-    latents, embeds = reference_inputs(model, job.reference)
-    reference = encode_reference(model, latents, embeds)
-    video = sample_latents(model, reference, c_multi, cfg.sampling, progress=progress)
-    return decode_frames(model, video), job
+    frames = generate(
+        model, job.reference, conditions, len(job.driving_kps), cfg.sampling, progress=progress
+    )
+    return frames, job
 
 
 def side_by_side(frames: np.ndarray, job: Prepared, threshold: float) -> np.ndarray:
@@ -316,8 +264,8 @@ def side_by_side(frames: np.ndarray, job: Prepared, threshold: float) -> np.ndar
 
 def run(cfg: AnimateConfig) -> None:
     """Load the model, animate, write the video(s)."""
-    device, dtype = _device_dtype(cfg)
-    model = load_model_folder(cfg.checkpoint, device=device, dtype=dtype)
+    device = torch_device(cfg.device)
+    model = load_model_folder(cfg.checkpoint, device=device, dtype=torch_dtype(cfg.dtype, device))
     if model.cfg.preset == "tiny":
         log.warning("tiny model: random-weight plumbing model, its output is noise")
     frames, job = animate(cfg, model)
@@ -331,12 +279,9 @@ def run(cfg: AnimateConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    cfg = parse_args(argv)
+    setup_logging("INFO")
     try:
-        run(cfg)
+        run(parse_args(argv))
     except (FileNotFoundError, ValueError) as exc:  # missing files, bad inputs or config
         log.error("%s", exc)
         return 2

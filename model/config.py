@@ -9,16 +9,9 @@ wrote it. Sampling settings (steps, guidance, windows) are a separate :class:`Sa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
-from omegaconf import OmegaConf
-
-from preprocess.config import GeometryConfig
-from shards.config import ConfigError, config_from_dict, config_to_dict
-
-C = TypeVar("C")
+from preprocess.geometry.config import GeometryConfig
 
 
 @dataclass
@@ -163,15 +156,22 @@ class ModelConfig:
     preset: str = "sd15"
     """Preset this config started from (``tiny`` | ``sd15``); informational."""
     unet: UNetConfig = field(default_factory=UNetConfig)
+    """Shape of the denoising UNet and the ReferenceNet (both use the same one)."""
     vae: VaeConfig = field(default_factory=VaeConfig)
+    """The SD VAE (frozen)."""
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    """The CLIP image encoder of the reference (frozen)."""
     guiders: GuiderConfig = field(default_factory=GuiderConfig)
+    """The four guiders (pose, flow, depth order, reference pose)."""
     motion: MotionConfig = field(default_factory=MotionConfig)
+    """AnimateDiff motion modules of the denoising UNet (stage 2)."""
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    """The noise schedule shared by training and DDIM sampling."""
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     """Mask, depth-order and flow-scale parameters the guiders are trained with (the
     dataset's ``geometry``); inference builds its guider inputs with the same values."""
     weights: WeightSources = field(default_factory=WeightSources)
+    """Where the initial weights came from (provenance; empty = random init)."""
     seed: int = 0
     """Seed of the random initialisation (guiders, and everything for random presets)."""
 
@@ -270,16 +270,3 @@ def check_config(cfg: ModelConfig) -> None:
         problems.append("vae and guiders need 4 levels (latents at 1/8 of the pixels)")
     if problems:
         raise ValueError("inconsistent model config: " + "; ".join(problems))
-
-
-def apply_overrides(cfg: C, overrides: Sequence[str]) -> C:
-    """A copy of the config dataclass ``cfg`` with dotted ``a.b=value`` overrides applied
-    (type-checked against the dataclass; unknown keys are errors)."""
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"overrides must look like key.sub=value, got {bad}")
-    merged = OmegaConf.merge(
-        OmegaConf.create(config_to_dict(cfg)), OmegaConf.from_dotlist(list(overrides))
-    )
-    data: Any = OmegaConf.to_container(merged)
-    return config_from_dict(type(cfg), data)

@@ -2,7 +2,7 @@
 
 ::
 
-    DIR/config.yaml                   ModelConfig (resolved, see model/config.py)
+    DIR/config.yaml                   format_version + ModelConfig (resolved, model/config.py)
     DIR/unet.safetensors              denoising UNet, diffusers UNet2DConditionModel names
     DIR/motion_modules.safetensors    stage 2 only: diffusers MotionAdapter names
     DIR/reference_unet.safetensors    ReferenceNet, UNet2DConditionModel names
@@ -13,8 +13,14 @@
 ``python -m model.init`` writes it, the trainer exports it, ``python -m model.animate
 --checkpoint DIR`` reads it. Keys inside each file are the public libraries' own names, so a
 part can also be loaded on its own (e.g. ``unet.safetensors`` into a plain SD-1.5 UNet).
-Writing goes to a temporary sibling folder that is renamed into place, so a reader never sees
-half a model.
+Writing goes to a hidden temporary sibling folder that is renamed into place
+(:func:`shards.storage.atomic_path`), so a reader never sees half a model.
+
+The layout above is version :data:`MODEL_FORMAT_VERSION` of the model-folder format, written
+as ``format_version`` at the top of ``config.yaml`` and checked by :func:`read_model_config`:
+a folder without it, or of an older or newer version, is refused with a message saying what
+to do (re-create it with this code, or upgrade mcanim), never misread. A change of the layout
+or of :class:`~model.config.ModelConfig` that old folders cannot be read with bumps it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -30,13 +37,58 @@ from safetensors.torch import load_file, save_file
 from model.composed import AnimationModel
 from model.config import ModelConfig
 from model.motion import split_motion_state
-from model.weights import load_strict
-from shards.config import config_from_dict, dump_config
+from preprocess.weights import load_strict
+from shards.config import config_from_dict, config_to_dict
+from shards.storage import atomic_path
 
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.yaml"
 PARTS = ("unet", "motion_modules", "reference_unet", "guiders", "vae", "image_encoder")
+MODEL_FORMAT_VERSION = 1
+"""Version of the model-folder format (the layout above and :class:`ModelConfig`)."""
+FORMAT_VERSION_KEY = "format_version"
+REDO = (
+    "re-create the folder with this code: python -m model.init for an initial model, or "
+    "re-export a trained one (run its training again with --resume: a finished run only "
+    "writes output_dir/export again)"
+)
+
+
+class ModelFormatError(ValueError):
+    """A model folder written in another version of the format than this code reads."""
+
+
+def check_model_format(data: dict[str, Any], what: str) -> dict[str, Any]:
+    """``data`` (a folder's ``config.yaml``) without ``format_version`` once that is
+    :data:`MODEL_FORMAT_VERSION`; else :class:`ModelFormatError` naming ``what``, the version
+    read, the version this code reads and what to do."""
+    version = data.get(FORMAT_VERSION_KEY)
+    reads = f"this code reads model folder format version {MODEL_FORMAT_VERSION}"
+    if version is None:
+        raise ModelFormatError(
+            f"{what}: no {FORMAT_VERSION_KEY} (written before model folders were versioned); "
+            f"{reads}: {REDO}"
+        )
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFormatError(f"{what}: {FORMAT_VERSION_KEY} {version!r} is not a number; {reads}")
+    if version < MODEL_FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{what}: model folder format version {version} is older than this code reads; "
+            f"{reads}: {REDO}"
+        )
+    if version > MODEL_FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{what}: model folder format version {version} is newer than this code reads; "
+            f"{reads}: upgrade mcanim to read it"
+        )
+    return {k: v for k, v in data.items() if k != FORMAT_VERSION_KEY}
+
+
+def model_config_yaml(cfg: ModelConfig) -> str:
+    """The ``config.yaml`` of a folder: ``format_version`` first, then the resolved config."""
+    data = {FORMAT_VERSION_KEY: MODEL_FORMAT_VERSION, **config_to_dict(cfg)}
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def part_states(model: AnimationModel) -> dict[str, dict[str, torch.Tensor]]:
@@ -56,18 +108,17 @@ def part_states(model: AnimationModel) -> dict[str, dict[str, torch.Tensor]]:
 def save_model_folder(
     model: AnimationModel, out: str | Path, dtype: torch.dtype | None = None
 ) -> Path:
-    """Write ``model`` as a model folder at ``out`` (replacing one that is there)."""
+    """Write ``model`` as a model folder at ``out`` (replacing one that is there), in
+    ``dtype`` (floating tensors; None keeps theirs)."""
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    dump_config(model.cfg, tmp / CONFIG_NAME)
-    for name, state in part_states(model).items():
-        tensors = {k: _plain(v, dtype) for k, v in state.items()}
-        save_file(tensors, str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        (tmp / CONFIG_NAME).write_text(model_config_yaml(model.cfg), encoding="utf-8")
+        for name, state in part_states(model).items():
+            tensors = {k: _plain(v, dtype) for k, v in state.items()}
+            save_file(tensors, str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
+        if out.exists():  # a folder is renamed over no non-empty folder: the old one goes last
+            shutil.rmtree(out)
     log.info("wrote model folder %s", out)
     return out
 
@@ -80,7 +131,8 @@ def _plain(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
 
 
 def read_model_config(folder: str | Path) -> ModelConfig:
-    """The resolved :class:`ModelConfig` of a model folder."""
+    """The resolved :class:`ModelConfig` of a model folder, once its format version is the
+    one this code reads (:class:`ModelFormatError` otherwise)."""
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(
@@ -88,7 +140,9 @@ def read_model_config(folder: str | Path) -> ModelConfig:
             "part; make one with python -m model.init or export one from training"
         )
     data = yaml.safe_load(path.read_text()) or {}
-    return config_from_dict(ModelConfig, data)
+    if not isinstance(data, dict):
+        raise ModelFormatError(f"{path}: expected a mapping, got {type(data).__name__}")
+    return config_from_dict(ModelConfig, check_model_format(data, f"model folder {folder}"))
 
 
 def load_model_folder(
@@ -109,7 +163,7 @@ def load_model_folder(
         prefix = {"motion_modules": "unet", "guiders": "guiders.guiders"}.get(part, part)
         loaded = load_file(str(folder / f"{part}.safetensors"), device=str(device))
         state.update({f"{prefix}.{k}": v for k, v in loaded.items()})
-    load_strict(model, state, f"model folder {folder}")
+    load_strict(model, state, f"model folder {folder}", assign=True)
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
         raise RuntimeError(f"model folder {folder} left parameters uninitialised")
     model.to(device=device, dtype=dtype).eval()

@@ -10,7 +10,9 @@
 The SD 1.5 UNet initialises both the denoising UNet and the ReferenceNet (as separate copies);
 guiders always start fresh (zero-initialised outputs). ``tiny`` is random unless weights are
 given; ``sd15`` needs every public file unless ``--random`` allows random parts (full-size
-plumbing and benchmarks only). Dotted ``key=value`` overrides change the preset's config.
+plumbing and benchmarks only). Dotted ``key=value`` overrides change the preset's config
+(every key of :class:`model.config.ModelConfig`, listed by ``--help``); precedence: preset <
+flags < overrides. The folder is written by :func:`model.folder.save_model_folder`.
 """
 
 from __future__ import annotations
@@ -25,63 +27,76 @@ import torch
 
 from model.components import build_image_encoder, build_unet, build_vae
 from model.composed import AnimationModel
-from model.config import ModelConfig, apply_overrides, check_config, preset_config
+from model.config import PRESETS, ModelConfig, check_config, preset_config
 from model.folder import save_model_folder
 from model.guiders import Guiders
 from model.motion import build_motion_adapter
 from model.weights import load_image_encoder, load_motion_adapter, load_unet, load_vae
+from preprocess.devices import DTYPES, torch_dtype
+from shards.config import ConfigCLI
+from shards.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+WEIGHT_FLAGS = ("--unet", "--vae", "--image-encoder", "--motion-module")
+"""Flags of the ``weights.*`` keys (where the public weights are)."""
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m model.init", description=__doc__.split("\n")[0])
-    p.add_argument("--preset", required=True, choices=["tiny", "sd15"])
-    p.add_argument("--out", required=True, help="model folder to write")
-    p.add_argument("--unet", default="", help="SD 1.5 root, its unet/ folder, or a single file")
-    p.add_argument("--vae", default="", help="SD 1.5 root, its vae/ folder, or a single file")
-    p.add_argument("--image-encoder", default="", help="CLIP image_encoder/ folder")
-    p.add_argument("--motion-module", default="", help="mm_sd_v15_v2.ckpt or adapter folder")
-    p.add_argument(
+def build_cli() -> tuple[ConfigCLI[ModelConfig], argparse.ArgumentParser]:
+    """The command line: job flags (``--preset``, ``--out``, ...), flags of the weight
+    sources and the seed, ``KEY=VALUE`` for every key of :class:`ModelConfig`."""
+    cli = ConfigCLI(ModelConfig, preset="none")
+    parser = cli.parser(
+        "python -m model.init",
+        __doc__.split("\n")[0],
+        epilog="The defaults listed below are the sd15 preset's; --preset tiny starts from "
+        "model.config.tiny_config instead.",
+    )
+    parser.add_argument(
+        "--preset",
+        required=True,
+        choices=sorted(PRESETS),
+        help="named architecture: tiny (CPU-fast, random weights, tests and demos) | sd15 "
+        "(full size: SD 1.5 UNets and VAE, ViT-L/14, AnimateDiff v2)",
+    )
+    parser.add_argument("--out", required=True, help="model folder to write (replaced if there)")
+    for name in WEIGHT_FLAGS:
+        cli.flag(parser, name, key="weights." + name[2:].replace("-", "_"))
+    parser.add_argument(
         "--stage",
         type=int,
         choices=[1, 2],
         default=None,
-        help="2 adds motion modules (implied by --motion-module)",
+        help="2 adds motion modules (implied by --motion-module); 1: none",
     )
-    p.add_argument(
+    parser.add_argument(
         "--random",
         action="store_true",
-        help="sd15: allow random weights for parts not given (plumbing only)",
+        help="sd15: allow random weights for parts not given (plumbing and benchmarks only)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of every random initialisation")
-    p.add_argument(
-        "--dtype", choices=sorted(DTYPES), default="float32", help="dtype of the written weights"
+    cli.flag(parser, "--seed")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="float32",
+        help="dtype of the written weights (default float32)",
     )
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        help="config overrides, e.g. guiders.block_out_channels=[16,32,64,128]",
-    )
-    return p.parse_args(argv)
+    return cli, parser
 
 
-def resolve_config(args: argparse.Namespace) -> ModelConfig:
-    """Preset < flags < dotted overrides."""
-    stage2 = args.stage == 2 or (args.stage is None and bool(args.motion_module))
-    if args.stage == 1 and args.motion_module:
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, ModelConfig]:
+    """The job flags and the checked :class:`ModelConfig`: the preset (with motion modules
+    for stage 2) < flags < dotted overrides."""
+    cli, parser = build_cli()
+    args = parser.parse_args(argv)
+    motion_module = cli.config(args).weights.motion_module  # from --motion-module or a key
+    stage2 = args.stage == 2 or (args.stage is None and bool(motion_module))
+    if args.stage == 1 and motion_module:
         raise ValueError("--motion-module makes a stage-2 model; drop --stage 1")
-    cfg = preset_config(args.preset, motion=stage2)
-    cfg.seed = args.seed
-    cfg.weights.unet = args.unet
-    cfg.weights.vae = args.vae
-    cfg.weights.image_encoder = args.image_encoder
-    cfg.weights.motion_module = args.motion_module
-    cfg = apply_overrides(cfg, args.overrides)
+    cli.base = preset_config(args.preset, motion=stage2)
+    cfg = cli.config(args)
     check_config(cfg)
-    return cfg
+    return args, cfg
 
 
 def _missing_weights(cfg: ModelConfig) -> list[str]:
@@ -124,9 +139,8 @@ def assemble(cfg: ModelConfig) -> AnimationModel:
     )
 
 
-def run(args: argparse.Namespace) -> Path:
-    """Resolve the config, assemble the model, write the folder; returns its path."""
-    cfg = resolve_config(args)
+def run(args: argparse.Namespace, cfg: ModelConfig) -> Path:
+    """Assemble the model of ``cfg``, write the folder ``args.out``; returns its path."""
     missing = _missing_weights(cfg)
     if cfg.preset != "tiny" and missing and not args.random:
         raise ValueError(
@@ -136,18 +150,15 @@ def run(args: argparse.Namespace) -> Path:
     if missing:
         log.warning("random weights for %s: outputs are meaningless until trained", missing)
     model = assemble(cfg)
-    out = save_model_folder(model, args.out, dtype=DTYPES[args.dtype])
+    out = save_model_folder(model, args.out, dtype=torch_dtype(args.dtype, "cpu"))
     print(f"model folder: {out} (preset {cfg.preset}, stage {2 if cfg.motion.enabled else 1})")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    args = parse_args(argv)
+    setup_logging("INFO")
     try:
-        run(args)
+        run(*parse_args(argv))
     except (FileNotFoundError, ValueError) as exc:  # ConfigError, WeightsError included
         log.error("%s", exc)
         return 2

@@ -1,6 +1,11 @@
 """Sampling: DDIM, classifier-free guidance, 16-frame windows with averaged overlaps.
 
-Everything here works on tensors; :mod:`model.animate` turns files into these tensors.
+:func:`generate` is the one inference sequence — guider inputs -> ``c_multi``, reference image
+-> latents + CLIP embedding -> ReferenceNet tokens, DDIM sampling, VAE decoding — that
+``python -m model.animate``, training validation (``train.validation``) and evaluation
+(``python -m train.evaluate``) all call; they differ only in where the reference image and the
+guider inputs come from (files and extractors; stored clips). The rest of the module is its
+steps, on tensors.
 
 Classifier-free guidance. The unconditional branch drops the *reference*: the CLIP image
 embedding is replaced by zeros and the denoising UNet gets no reference tokens (its spatial
@@ -190,3 +195,35 @@ def reference_inputs(model: AnimationModel, image: np.ndarray) -> tuple[torch.Te
     clip_pixels = processor(images=image, return_tensors="pt")["pixel_values"]  # (1, 3, S, S)
     embeds = model.embed_reference(clip_pixels.to(model.device))
     return latents, embeds
+
+
+@torch.no_grad()
+def generate(
+    model: AnimationModel,
+    reference_image: np.ndarray,
+    conditions: Callable[[int, int], Conditions] | Conditions,
+    num_frames: int,
+    sampling: SamplingConfig,
+    *,
+    progress: bool = False,
+) -> np.ndarray:
+    """Animate ``reference_image`` (H, W, 3) uint8, already on the ``sampling`` canvas, with
+    the guider inputs of ``num_frames`` frames: frames (T, H, W, 3) uint8 RGB.
+
+    ``conditions`` is either the :class:`Conditions` of the whole clip (B = 1, at least
+    ``num_frames`` frames) or a function ``(start, stop) -> Conditions`` of a frame range, so
+    the pixel-size inputs of a long video are made a chunk at a time (:func:`guide_frames`,
+    ``sampling.window`` frames per chunk). Then the reference is encoded once
+    (:func:`reference_inputs`, :func:`encode_reference`), :func:`sample_latents` runs DDIM with
+    classifier-free guidance in overlapping windows, and :func:`decode_frames` decodes.
+    """
+    if isinstance(conditions, Conditions):
+        available = conditions.shape[1]
+        if num_frames > available:
+            raise ValueError(f"{num_frames} frames asked, the conditions hold {available}")
+    chunks = conditions.frames if isinstance(conditions, Conditions) else conditions
+    c_multi = guide_frames(model, chunks, num_frames, sampling.window)  # (1, T, C0, h, w)
+    latents, embeds = reference_inputs(model, reference_image)
+    reference = encode_reference(model, latents, embeds)
+    video = sample_latents(model, reference, c_multi, sampling, progress=progress)
+    return decode_frames(model, video)  # (T, H, W, 3)

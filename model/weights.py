@@ -52,14 +52,12 @@ from model.motion import (
     convert_original_motion_module,
     original_checkpoint_state,
 )
-from preprocess.weights import WeightsError, read_state_dict
-from preprocess.weights import load_strict as shared_load_strict
+from preprocess.weights import WeightsError, load_strict, read_state_dict
 
 __all__ = [
     "WeightsError",
     "load_image_encoder",
     "load_motion_adapter",
-    "load_strict",
     "load_unet",
     "load_vae",
 ]
@@ -81,13 +79,6 @@ WHERE = {
     "guoyww/animatediff-motion-adapter-v1-5-2; pass it with --motion-module "
     "(config key weights.motion_module)",
 }
-
-
-def load_strict(target: M, state: dict[str, torch.Tensor], what: str) -> M:
-    """:func:`preprocess.weights.load_strict` with ``assign=True`` (the target is built empty).
-
-    A forwarder kept for ``model.folder`` until it calls the shared loader itself."""
-    return shared_load_strict(target, state, what, assign=True)
 
 
 def _empty(build: Callable[[], M]) -> M:
@@ -152,7 +143,7 @@ def load_unet(path: str | Path, cfg: ModelConfig) -> UNet2DConditionModel:
         folder = _subfolder(path, "unet")
         state = _from_folder(UNet2DConditionModel, folder, "unet", "diffusion_pytorch_model")
     log.info("UNet weights from %s (%d tensors)", path, len(state))
-    return shared_load_strict(target, state, f"UNet weights {path}", assign=True)
+    return load_strict(target, state, f"UNet weights {path}", assign=True)
 
 
 def load_vae(path: str | Path, cfg: ModelConfig) -> AutoencoderKL:
@@ -166,7 +157,7 @@ def load_vae(path: str | Path, cfg: ModelConfig) -> AutoencoderKL:
         folder = _subfolder(path, "vae")
         state = _from_folder(AutoencoderKL, folder, "vae", "diffusion_pytorch_model")
     log.info("VAE weights from %s (%d tensors)", path, len(state))
-    return shared_load_strict(target, state, f"VAE weights {path}", assign=True)
+    return load_strict(target, state, f"VAE weights {path}", assign=True)
 
 
 def load_image_encoder(path: str | Path, cfg: ModelConfig) -> CLIPVisionModelWithProjection:
@@ -177,7 +168,7 @@ def load_image_encoder(path: str | Path, cfg: ModelConfig) -> CLIPVisionModelWit
     state = _from_folder(CLIPVisionModelWithProjection, folder, "image_encoder", "model")
     log.info("CLIP image encoder weights from %s (%d tensors)", folder, len(state))
     target = _empty(lambda: build_image_encoder(cfg))
-    return shared_load_strict(target, state, f"image encoder weights {folder}", assign=True)
+    return load_strict(target, state, f"image encoder weights {folder}", assign=True)
 
 
 def load_motion_adapter(path: str | Path, cfg: ModelConfig) -> MotionAdapter:
@@ -190,4 +181,4 @@ def load_motion_adapter(path: str | Path, cfg: ModelConfig) -> MotionAdapter:
         state = _from_folder(MotionAdapter, path, "motion_module", "diffusion_pytorch_model")
     log.info("motion-module weights from %s (%d tensors)", path, len(state))
     target = _empty(lambda: build_motion_adapter(cfg, zero_init=False))
-    return shared_load_strict(target, state, f"motion-module weights {path}", assign=True)
+    return load_strict(target, state, f"motion-module weights {path}", assign=True)

@@ -11,8 +11,14 @@
     output_dir/export/                              model folder (python -m model.animate)
 
 A checkpoint directory is complete once ``latest`` names it (DeepSpeed writes ``latest``
-after the files); the per-rank files are written before that. Per-rank state is a plain
-dict of tensors and numbers, saved with ``torch.save`` and read with ``weights_only=True``.
+after the files); the per-rank files are written before that, each atomically
+(:func:`shards.storage.atomic_path`). Per-rank state is a plain dict of tensors and numbers,
+saved with ``torch.save`` and read with ``weights_only=True``.
+
+:func:`export_model` writes the model folder: ``init_from``'s model with the trained
+parameters replaced (the trainer picks which weights: EMA, ZeRO fp32 master weights from the
+last checkpoint via :func:`zero_fp32_weights`, or the live ones), saved by
+:func:`model.folder.save_model_folder` in ``checkpoint.export_dtype``.
 """
 
 from __future__ import annotations
@@ -20,11 +26,20 @@ from __future__ import annotations
 import logging
 import random
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+from model.folder import save_model_folder
+from preprocess.devices import torch_dtype
+from preprocess.geometry.config import GeometryConfig
+from shards.storage import atomic_path
+from train.config import TrainConfig
+from train.stages import load_stage_model
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +90,9 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
 
 
 def save_rank_state(path: Path, rank: int, state: dict[str, Any]) -> None:
-    """Write this rank's state next to the DeepSpeed files (temporary name, then rename)."""
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f".rank_{rank}.pt.tmp"
-    torch.save(state, tmp)
-    tmp.replace(path / f"rank_{rank}.pt")
+    """Write this rank's state next to the DeepSpeed files (atomically)."""
+    with atomic_path(path / f"rank_{rank}.pt") as tmp:
+        torch.save(state, tmp)
 
 
 def load_rank_state(path: Path, rank: int) -> dict[str, Any]:
@@ -99,3 +112,29 @@ def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
     for old in folders[: max(0, len(folders) - keep)]:
         shutil.rmtree(old, ignore_errors=True)
         log.info("deleted old checkpoint %s", old)
+
+
+def zero_fp32_weights(output_dir: str | Path, step: int) -> dict[str, torch.Tensor]:
+    """fp32 master weights of the trained parameters, gathered from the ZeRO partitions of the
+    checkpoint of ``step`` (what a bf16/fp16 engine holds only in its optimizer state)."""
+    state: dict[str, torch.Tensor] = get_fp32_state_dict_from_zero_checkpoint(
+        str(checkpoint_dir(output_dir)), tag=tag_of(step)
+    )
+    return state
+
+
+def export_model(
+    cfg: TrainConfig,
+    weights: Mapping[str, torch.Tensor],
+    trained: list[str],
+    geometry: GeometryConfig,
+) -> Path:
+    """Write ``output_dir/export``: ``init_from``'s model (frozen parts exactly as loaded, the
+    engine may hold them in bf16) with the ``trained`` parameters taken from ``weights``."""
+    base = load_stage_model(cfg.init_from, cfg.stage, geometry)
+    target = dict(base.named_parameters())
+    with torch.no_grad():
+        for name in trained:
+            target[name].copy_(weights[name].detach().to("cpu", torch.float32))
+    dtype = torch_dtype(cfg.checkpoint.export_dtype, "cpu")
+    return save_model_folder(base, Path(cfg.output_dir) / "export", dtype=dtype)

@@ -37,17 +37,15 @@ import cv2
 import numpy as np
 import torch
 import webdataset as wds
-import yaml
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from model.components import build_image_processor
 from model.config import ModelConfig
 from model.guiders import Conditions
-from preprocess.config import GeometryConfig, PreprocessConfig
+from preprocess.config import read_output_config
+from preprocess.geometry.config import GeometryConfig
 from shards.codec import decode_sample
-from shards.config import config_from_dict
-from shards.reader import filesystem, iter_raw, read_clips, shard_paths
-from shards.schema import CONFIG_FILE
+from shards.reader import iter_raw, read_clips, shard_paths
 from train.config import DataConfig
 from train.examples import BadSample, Example, build_example, pick_frames
 
@@ -107,18 +105,12 @@ def select_clips(cfg: DataConfig, holdout: int) -> Selection:
 
 
 def dataset_geometry(root: str) -> GeometryConfig:
-    """The ``geometry`` section of the output's resolved preprocessing config."""
-    fs, base = filesystem(root)
-    path = f"{base}/{CONFIG_FILE}"
+    """The ``geometry`` section of the output's resolved preprocessing config (its format
+    version checked, :func:`preprocess.config.read_output_config`)."""
     try:
-        with fs.open_input_stream(path) as f:
-            text = f.read().decode()
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{root}/{CONFIG_FILE} not found: data.root must be a preprocessing output"
-        ) from None
-    data = yaml.safe_load(text) or {}
-    return config_from_dict(PreprocessConfig, data).geometry
+        return read_output_config(root).geometry
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{exc}: data.root must be a preprocessing output") from None
 
 
 # ---- batches --------------------------------------------------------------------------------

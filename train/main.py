@@ -17,45 +17,71 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
+import deepspeed
+import torch
 import torch.distributed as dist
 
-from shards.config import ConfigError, load_config
+from model.folder import ModelFormatError
+from shards.config import ConfigCLI, ConfigError
+from shards.logs import setup_logging
 from shards.reader import WhereError
+from shards.schema import FormatVersionError
 from train.config import TrainConfig, check_train_config
-from train.trainer import Trainer, setup_distributed
+from train.trainer import Trainer
 
 log = logging.getLogger("train")
 
 
+def build_cli() -> tuple[ConfigCLI[TrainConfig], argparse.ArgumentParser]:
+    """The command line: ``--config`` preset, ``--resume``, ``KEY=VALUE`` for every key of
+    :class:`TrainConfig` (all listed by ``--help``)."""
+    cli = ConfigCLI(TrainConfig, preset="required")
+    parser = cli.parser("deepspeed train/main.py", __doc__.split("\n")[0])
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last checkpoint under output_dir/checkpoints (model, "
+        "optimizer, schedule, EMA, data positions and RNG states); a finished run only "
+        "writes its export again",
+    )
+    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
+    return cli, parser
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
-    p = argparse.ArgumentParser(prog="deepspeed train/main.py", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="YAML preset (jobs/train/*.yaml)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
-    p.add_argument("overrides", nargs="*", help="dotted key=value overrides")
-    args = p.parse_args(argv)
-    cfg = load_config(TrainConfig, args.config, args.overrides)
+    """The parsed flags and the checked :class:`TrainConfig` (defaults < preset < overrides)."""
+    cli, parser = build_cli()
+    args = parser.parse_args(argv)
+    cfg = cli.config(args)
     check_train_config(cfg)
     return args, cfg
 
 
-def setup_logging(rank: int) -> None:
-    """Our packages at INFO on rank 0 (warnings elsewhere), libraries at WARNING."""
-    logging.basicConfig(
-        level=logging.WARNING,
-        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-        force=True,
-    )
-    for name in ("train", "model", "shards", "preprocess"):
-        logging.getLogger(name).setLevel(logging.INFO if rank == 0 else logging.WARNING)
+def setup_distributed() -> None:
+    """Initialise torch.distributed for DeepSpeed; a plain ``python train/main.py`` runs as a
+    single process (rank 0 of 1 on a free local port) instead of falling into MPI discovery."""
+    if "RANK" not in os.environ:
+        os.environ.update(
+            {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
+        )
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    deepspeed.init_distributed(dist_backend=backend)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging(int(os.environ.get("RANK", "0")))
+    # Our packages at INFO on rank 0 (WARNING on the others), libraries at WARNING, to stdout.
+    setup_logging("INFO", rank=int(os.environ.get("RANK", "0")), stream=sys.stdout)
     try:
         args, cfg = parse_args(argv)
     except (ConfigError, ValueError) as exc:
@@ -64,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_distributed()
     try:
         Trainer(cfg, resume=args.resume).fit()
-    except (FileNotFoundError, WhereError, ConfigError) as exc:
+    except (
+        FileNotFoundError,
+        WhereError,
+        ConfigError,
+        FormatVersionError,
+        ModelFormatError,
+    ) as exc:
         log.error("%s", exc)
         return 2
     finally:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -29,15 +28,14 @@ import deepspeed
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.tensorboard import SummaryWriter
 
 from model.components import build_ddpm
-from model.folder import save_model_folder
 from shards.config import config_to_dict, dump_config
 from train.checkpoints import (
     checkpoint_dir,
+    export_model,
     latest_tag,
     load_rank_state,
     prune_checkpoints,
@@ -45,6 +43,7 @@ from train.checkpoints import (
     save_rank_state,
     set_rng_state,
     tag_of,
+    zero_fp32_weights,
 )
 from train.config import TrainConfig
 from train.loader import Batch, ClipStream, dataset_geometry, make_loader, select_clips
@@ -53,7 +52,6 @@ from train.validation import run_validation, validation_examples
 
 log = logging.getLogger(__name__)
 
-EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SDPA = {
     "flash": [SDPBackend.FLASH_ATTENTION],
     "efficient": [SDPBackend.EFFICIENT_ATTENTION],
@@ -365,49 +363,21 @@ class Trainer:
             self.tb.add_text(f"validation/{result.key}", str(path), self.step)
         self.engine.train()
 
-    # ---- export -----------------------------------------------------------------------------
+    # ---- export ---------------------------------------------------------------------------
     def export(self) -> Path | None:
-        """Write ``output_dir/export`` (rank 0): fp32 master weights of the trained parameters
-        (from the last checkpoint's ZeRO partitions when training in bf16/fp16), or their EMA."""
+        """Write ``output_dir/export`` (rank 0, :func:`train.checkpoints.export_model`): fp32
+        master weights of the trained parameters (from the last checkpoint's ZeRO partitions
+        when training in bf16/fp16), or their EMA."""
         dist.barrier()
         if self.rank != 0:
             return None
-        named = dict(self.model.named_parameters())
         if self.ema:
             weights = self.ema
         elif self.dtype != torch.float32:
-            weights = get_fp32_state_dict_from_zero_checkpoint(
-                str(checkpoint_dir(self.out)), tag=tag_of(self.step)
-            )
+            weights = zero_fp32_weights(self.out, self.step)
         else:
+            named = dict(self.model.named_parameters())
             weights = {n: named[n] for n in self.trained}
-        # Frozen parts come from init_from itself (the engine may hold them in bf16).
-        base = load_stage_model(self.cfg.init_from, self.cfg.stage, self.model.cfg.geometry)
-        target = dict(base.named_parameters())
-        with torch.no_grad():
-            for name in self.trained:
-                target[name].copy_(weights[name].detach().to("cpu", torch.float32))
-        dtype = EXPORT_DTYPES[self.cfg.checkpoint.export_dtype]
-        out = save_model_folder(base, self.out / "export", dtype=dtype)
+        out = export_model(self.cfg, weights, self.trained, self.model.cfg.geometry)
         log.info("exported %s (stage %s, step %d)", out, self.cfg.stage.name, self.step)
         return out
-
-
-def setup_distributed() -> None:
-    """Initialise torch.distributed for DeepSpeed; a plain ``python train/main.py`` runs as a
-    single process (rank 0 of 1 on a free local port) instead of falling into MPI discovery."""
-    if "RANK" not in os.environ:
-        os.environ.update(
-            {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
-        )
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    deepspeed.init_distributed(dist_backend=backend)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

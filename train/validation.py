@@ -4,9 +4,11 @@ For each held-out clip (``validation.clips`` of them, kept out of training by th
 reference is the clip's first frame and the driving poses are its first ``validation.frames``
 frames (``data.frame_stride`` apart); the guider inputs are built by the training code path
 with inference's zero background flow (:func:`train.examples.build_example`,
-``zero_flow=True``), then :mod:`model.pipeline` samples with DDIM and classifier-free
-guidance. Written to ``output_dir/validation/step_NNNNNNNN_KEY.mp4`` as a grid
-``real | pose | generated`` per frame, plus the middle frame of that grid as a TensorBoard image.
+``zero_flow=True``), then :func:`model.pipeline.generate` — the inference sequence of
+``python -m model.animate`` and ``python -m train.evaluate`` — samples with DDIM and
+classifier-free guidance. Written (:func:`shards.video.write_video`) to
+``output_dir/validation/step_NNNNNNNN_KEY.mp4`` as a grid ``real | pose | generated`` per
+frame, plus the middle frame of that grid as a TensorBoard image.
 
 :func:`validation_sample` returns the generated and real frames of a clip: the hook where
 evaluation metrics plug in, through :data:`METRICS` (L1, PSNR, SSIM of every validation clip,
@@ -23,20 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.animate import write_video
 from model.components import build_image_processor
 from model.composed import AnimationModel
 from model.config import SamplingConfig
 from model.guiders import Conditions
 from model.metrics.frame import FRAME_METRICS
-from model.pipeline import (
-    decode_frames,
-    encode_reference,
-    guide_frames,
-    reference_inputs,
-    sample_latents,
-)
+from model.pipeline import generate
 from shards.reader import iter_samples
+from shards.video import write_video
 from train.config import TrainConfig
 from train.examples import Example, build_example, needed_frames
 
@@ -56,7 +52,7 @@ METRICS: dict[str, Metric] = {name: _clip_mean(name) for name in FRAME_METRICS}
 """name -> metric(generated (T, H, W, 3) uint8, real (T, H, W, 3) uint8); each is logged as
 ``validation/NAME``: the cheap per-frame metrics of :mod:`model.metrics.frame` (L1, PSNR,
 SSIM, averaged over the clip's frames, at the training canvas without the unified standard's
-crop, so they follow a run, not a published table; ``python -m model.evaluate`` gives those)."""
+crop, so they follow a run, not a published table; ``python -m train.evaluate`` gives those)."""
 
 
 @dataclass
@@ -90,20 +86,12 @@ def validation_examples(cfg: TrainConfig, keys: list[str], model: AnimationModel
 def validation_sample(
     model: AnimationModel, example: Example, sampling: SamplingConfig
 ) -> ValidationResult:
-    """Animate one example (reference image + driving guider inputs) with ``sampling``."""
+    """Animate one example (reference image + driving guider inputs) with ``sampling``
+    (:func:`model.pipeline.generate`)."""
     conditions = Conditions.from_arrays(example.guiders)
-    frames = len(example.frames)
-    c_multi = guide_frames(
-        model, lambda a, b: conditions.frames(a, b), frames, chunk=sampling.window
-    )
-    latents, embeds = reference_inputs(model, example.reference)
-    reference = encode_reference(model, latents, embeds)
-    video = sample_latents(model, reference, c_multi, sampling, progress=False)
+    generated = generate(model, example.reference, conditions, len(example.frames), sampling)
     return ValidationResult(
-        key=example.key,
-        generated=decode_frames(model, video),
-        real=example.frames,
-        pose=example.guiders.pose,
+        key=example.key, generated=generated, real=example.frames, pose=example.guiders.pose
     )
 
 
@@ -133,7 +121,7 @@ def run_validation(
         for example in examples:
             result = validation_sample(model, example, replace(sampling))
             path = out_dir / f"step_{step:08d}_{example.key}.mp4"
-            write_video(str(path), result.grid(), fps=8.0)
+            write_video(path, result.grid(), fps=8.0)
             metrics = {name: fn(result.generated, result.real) for name, fn in METRICS.items()}
             log.info("validation step %d: %s %s", step, path, metrics or "")
             results.append((result, path, metrics))

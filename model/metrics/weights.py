@@ -2,7 +2,7 @@
 
 Every file is looked for as ``$MCANIM_WEIGHTS/metrics/NAME`` (default
 ``~/.cache/mcanim/weights/metrics/NAME``), or in ``--weights DIR`` of ``python -m
-model.evaluate``. They are downloaded by hand from the URLs below (``preprocess.weights``
+train.evaluate``. They are downloaded by hand from the URLs below (``preprocess.weights``
 manages the extractors' files only: its ``fetch`` runs in ``make demo-paper``, and one of
 these files sits in a Google Drive folder with no direct URL). The cache folder, safe reading
 and strict loading are the shared ones of :mod:`preprocess.weights`.

@@ -14,6 +14,7 @@ from model import animate, init
 from model.folder import load_model_folder
 from model.inputs import match_characters
 from preprocess.pose import write_sidecar
+from shards.video import write_video
 from tests.model.test_inputs import person
 
 
@@ -114,7 +115,7 @@ def test_pose_files_need_their_pixel_size(tiny_stage2: Path, tmp_path: Path) -> 
 
 def test_sidecars_next_to_videos_give_poses_size_and_rate(tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
-    animate.write_video(str(video), np.zeros((6, 192, 108, 3), np.uint8), fps=12.5)
+    write_video(video, np.zeros((6, 192, 108, 3), np.uint8), fps=12.5)
     kps = np.zeros((6, 1, 17, 3), np.float32)  # a 17-point (MoveNet-like) sidecar
     kps[:, 0, :, :2], kps[:, 0, :, 2] = 50.0, 0.9
     write_sidecar(tmp_path / "clip.pose.npz", kps)

@@ -6,12 +6,20 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
-from model import init
+from model import animate, init
+from model import folder as folder_module
 from model.components import build_image_encoder, build_unet, build_vae
 from model.config import preset_config
-from model.folder import load_model_folder, read_model_config, save_model_folder
+from model.folder import (
+    MODEL_FORMAT_VERSION,
+    ModelFormatError,
+    load_model_folder,
+    read_model_config,
+    save_model_folder,
+)
 from model.motion import build_motion_adapter
 from tests.model.helpers import conditions, inputs, perturb_, tiny_model
 from tests.model.test_motion import expected_diffusers_key, original_checkpoint
@@ -40,6 +48,74 @@ def test_round_trip_reproduces_the_model(tmp_path: Path, motion: bool) -> None:
     _same_state(loaded, model)
     x, cond = inputs(1, 2), conditions(1, 2)
     assert torch.equal(loaded(**x, conditions=cond), model(**x, conditions=cond))
+
+
+def _set_version(folder: Path, version: object) -> None:
+    """Rewrite the folder's config.yaml with ``format_version`` set (None: removed)."""
+    path = folder / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.pop("format_version")
+    if version is not None:
+        data = {"format_version": version, **data}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_folders_record_their_format_version(tmp_path: Path) -> None:
+    folder = save_model_folder(tiny_model(), tmp_path / "m")
+    first = (folder / "config.yaml").read_text().splitlines()[0]
+    assert first == f"format_version: {MODEL_FORMAT_VERSION}" and MODEL_FORMAT_VERSION == 1
+    assert read_model_config(folder) == tiny_model().cfg
+
+
+@pytest.mark.parametrize(
+    ("version", "says"),
+    [
+        (None, ["no format_version", "python -m model.init", "re-export", "--resume"]),
+        (0, ["format version 0 is older", "python -m model.init", "re-export"]),
+        (2, ["format version 2 is newer", "upgrade mcanim"]),
+        ("one", ["'one' is not a number"]),
+    ],
+)
+def test_other_format_versions_are_refused_with_what_to_do(
+    tmp_path: Path, version: object, says: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = save_model_folder(tiny_model(), tmp_path / "m")
+    _set_version(folder, version)
+    for read in (read_model_config, load_model_folder):
+        with pytest.raises(ModelFormatError) as info:
+            read(folder)
+        message = str(info.value)
+        assert str(folder) in message, message
+        assert "this code reads model folder format version 1" in message, message
+        for text in says:
+            assert text in message, (text, message)
+    # The entry points turn it into a clear error (exit 2), not a traceback.
+    argv = ["--checkpoint", str(folder), "--reference", "r.png", "--driving", "d.npy"]
+    assert animate.main([*argv, "--out", str(tmp_path / "o.mp4")]) == 2
+    assert "model folder format version 1" in caplog.text
+
+
+def test_a_failed_write_leaves_the_old_folder_and_no_debris(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = save_model_folder(tiny_model(seed=1), tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    calls = []
+
+    def failing_save(
+        tensors: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None
+    ) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        save_file(tensors, path, metadata=metadata)
+
+    save_file = folder_module.save_file
+    monkeypatch.setattr(folder_module, "save_file", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_model_folder(tiny_model(seed=2), tmp_path / "m")
+    assert [p.name for p in tmp_path.iterdir()] == ["m"], "a temporary folder was left"
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
 
 
 def test_parts_carry_the_public_libraries_key_names(tmp_path: Path) -> None:

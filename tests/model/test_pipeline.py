@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from model.components import build_ddim
 from model.config import SamplingConfig
+from model.guiders import Conditions
 from model.pipeline import (
     Span,
     blend_windows,
+    decode_frames,
     encode_reference,
+    generate,
     guide_frames,
     guided_prediction,
+    reference_inputs,
     sample_latents,
     window_spans,
 )
-from tests.model.helpers import conditions, inputs, perturb_, tiny_model
+from tests.model.helpers import HEIGHT, WIDTH, conditions, inputs, perturb_, tiny_model
 
 
 @pytest.mark.parametrize(
@@ -150,3 +155,32 @@ def test_sampling_is_seeded() -> None:
     c = sample_latents(model, reference, c_multi, SamplingConfig(steps=2, seed=1), progress=False)
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
+
+
+def test_generate_is_the_whole_inference_sequence() -> None:
+    model = tiny_model(motion=True)
+    perturb_(model.guiders, scale=0.05)  # so that the conditions change the result
+    cond = conditions(1, 5, seed=3)
+    image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    sampling = SamplingConfig(steps=2, window=4, stride=2, height=HEIGHT, width=WIDTH, seed=2)
+    got = generate(model, image, cond, 5, sampling)
+    assert got.shape == (5, HEIGHT, WIDTH, 3) and got.dtype == np.uint8
+    # The steps written out: guiders per window-sized chunk, reference, DDIM, decoding.
+    with torch.no_grad():
+        c_multi = guide_frames(model, cond.frames, 5, chunk=4)
+        reference = encode_reference(model, *reference_inputs(model, image))
+        latents = sample_latents(model, reference, c_multi, sampling, progress=False)
+    assert np.array_equal(got, decode_frames(model, latents))
+    # A function of a frame range gives the same frames as the whole-clip conditions.
+    ranges: list[tuple[int, int]] = []
+
+    def chunks(start: int, stop: int) -> Conditions:
+        ranges.append((start, stop))
+        return cond.frames(start, stop)
+
+    assert np.array_equal(generate(model, image, chunks, 5, sampling), got)
+    assert ranges == [(0, 4), (4, 5)]  # sampling.window frames at a time
+    # The conditions matter, and asking for more frames than they hold is an error.
+    assert not np.array_equal(generate(model, image, conditions(1, 5, seed=4), 5, sampling), got)
+    with pytest.raises(ValueError, match="6 frames asked, the conditions hold 5"):
+        generate(model, image, cond, 6, sampling)

@@ -10,11 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from preprocess.config import PreprocessConfig
 from shards.codec import encode_sample
-from shards.config import dump_config
-from shards.schema import NUM_KEYPOINTS, ClipRow
+from shards.config import config_to_dict
+from shards.schema import NUM_KEYPOINTS, ClipRow, with_format_version
+from shards.storage import write_text
 from shards.writer import ShardWriter
 from tests.shards.synthetic import FPS, MAP_H, MAP_W, H, W, make_sample, ok_video_row, video_id
 
@@ -97,5 +99,6 @@ def write_train_output(
                 vrows.append(row)
             staging.commit(ok_video_row(vid, vrows))
             rows += vrows
-    dump_config(PreprocessConfig(), root / "config.yaml")
+    config = with_format_version(config_to_dict(PreprocessConfig()))
+    write_text(root / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     return rows

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pytest
 import torch
+import yaml
 
 from model.config import preset_config
 from model.guiders import GUIDER_NAMES, Conditions
@@ -26,9 +27,17 @@ from preprocess.geometry import (
 )
 from preprocess.geometry.render import render_pose
 from shards.reader import iter_samples
+from shards.schema import FORMAT_VERSION, FormatVersionError
 from tests.train.helpers import write_train_output
 from train.config import DataConfig
-from train.loader import ClipStream, Selection, collate, make_loader, select_clips
+from train.loader import (
+    ClipStream,
+    Selection,
+    collate,
+    dataset_geometry,
+    make_loader,
+    select_clips,
+)
 
 SIZE = (64, 48)  # training canvas (height, width): portrait crop of the 48x64 stored clips
 VIDEOS = [[1, 2], [3, 1, 1], [2, 2], [1]]  # people per clip, one list per video
@@ -136,6 +145,17 @@ def test_training_and_inference_normalise_the_guider_inputs_alike(
         assert a.dtype == b.dtype == dtype and torch.equal(a, b), name
         want = torch.from_numpy(np.ascontiguousarray(channels_first[name])).to(dtype)
         torch.testing.assert_close(a, want, rtol=0, atol=0, msg=name)
+
+
+def test_dataset_geometry_reads_a_versioned_output_only(root: Path, tmp_path: Path) -> None:
+    assert dataset_geometry(str(root)) == GeometryConfig()
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    assert config.pop("format_version") == FORMAT_VERSION
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(FormatVersionError, match="no format_version"):
+        dataset_geometry(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"data\.root must be a preprocessing output"):
+        dataset_geometry(str(tmp_path / "missing"))
 
 
 def epoch_keys(ds: ClipStream) -> tuple[list[str], dict[str, int]]:

@@ -1,4 +1,4 @@
-"""``python -m model.evaluate`` end to end on a tiny model and a tiny preprocessing output,
+"""``python -m train.evaluate`` end to end on a tiny model and a tiny preprocessing output,
 the ablation switch, and the trainer's validation metrics."""
 
 from __future__ import annotations
@@ -11,13 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from model.evaluate import ablated, main, parse_args
+from model.components import build_image_processor
+from model.config import SamplingConfig
+from model.folder import load_model_folder
 from model.init import main as model_init
 from model.metrics.lpips import LPIPS
 from model.metrics.suite import StandInI3D
 from preprocess.geometry.canvas import GuiderArrays
+from shards.reader import iter_samples
 from tests.train.helpers import write_train_output
-from train.validation import METRICS
+from train.evaluate import EvalConfig, ablated, animate_clips, main, parse_args
+from train.examples import build_example
+from train.validation import METRICS, validation_sample
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +96,20 @@ def test_validation_logs_the_cheap_metrics() -> None:
     v = np.random.default_rng(0).integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
     assert {k: fn(v, v) for k, fn in METRICS.items()} == {"l1": 0.0, "psnr": 100.0, "ssim": 1.0}
     assert METRICS["psnr"](v // 2, v) < 100.0
+
+
+def test_evaluation_and_validation_animate_alike(setup: dict[str, Path]) -> None:
+    """Both call model.pipeline.generate on the same example: the same frames come out."""
+    model = load_model_folder(setup["model"])
+    sampling = SamplingConfig(steps=1, height=32, width=32, window=4, stride=2, seed=5)
+    sample = next(iter(iter_samples(str(setup["data"]))))
+    cfg = EvalConfig(data=str(setup["data"]), frames=5, sampling=sampling)
+    evaluated = animate_clips(cfg, model, [sample.key])["none"][sample.key]
+    processor = build_image_processor(model.cfg)
+    example = build_example(
+        sample, 0, list(range(5)), (32, 32), model.cfg.geometry, processor, zero_flow=True
+    )
+    validated = validation_sample(model, example, sampling)
+    assert np.array_equal(evaluated["generated"], validated.generated)
+    assert np.array_equal(evaluated["real"], validated.real)
+    assert validated.generated.shape == (5, 32, 32, 3)

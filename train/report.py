@@ -1,7 +1,8 @@
-"""Evaluation reports: ``report.json`` (every metric and setting), ``report.md`` and
-``report.html`` (one table row per ablation variant), and one contact sheet per clip and
-variant (``sheets/VARIANT/KEY.png``: rows of frames, columns reference | pose | generated |
-real)."""
+"""Evaluation reports of ``python -m train.evaluate``: ``report.json`` (every metric and
+setting), ``report.md`` and ``report.html`` (one table row per ablation variant), and one
+contact sheet per clip and variant (``sheets/VARIANT/KEY.png``: rows of frames, columns
+reference | pose | generated | real). Every file is written atomically
+(:func:`shards.storage.atomic_path` / ``write_text``): a reader never sees half a report."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from shards.storage import atomic_path, write_text
 
 COLUMNS = (
     ("l1", "L1 ↓", "{:.4f}"),
@@ -39,9 +42,10 @@ def contact_sheet(
 
 
 def write_sheet(path: Path, sheet: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"cannot write {path}")
+    """Write a contact sheet (H, W, 3) uint8 RGB as a PNG (parent folders created)."""
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {path}")
 
 
 def _cell(metrics: dict[str, Any], key: str, fmt: str, stand_in: bool) -> str:
@@ -108,14 +112,11 @@ def html_page(report: dict[str, Any], sheets: list[str]) -> str:
 
 
 def write_report(out: Path, report: dict[str, Any], sheets: list[str]) -> None:
-    """report.json, report.md and report.html in ``out`` (written then renamed)."""
-    out.mkdir(parents=True, exist_ok=True)
+    """report.json, report.md and report.html in ``out`` (each written atomically)."""
     files = {
         "report.json": json.dumps(report, indent=2, sort_keys=True) + "\n",
         "report.md": markdown(report),
         "report.html": html_page(report, sheets),
     }
     for name, text in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out / name)
+        write_text(out / name, text)
