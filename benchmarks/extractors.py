@@ -1,9 +1,10 @@
 """Throughput of the paper's extractors: frames/s per backend and batch size.
 
     .venv/bin/python benchmarks/extractors.py [--frames 16] [--short-side 640] [--skip-gpu]
+    .venv/bin/python benchmarks/extractors.py --quick   # seconds: a smoke run of the CPU rows
 
 CPU section: the backends' real code (pre-processing, batching, decoding, resizing) on
-**tiny stand-in weights** built like the tests' (tests/preprocess/standins.py): a YOLOX
+**tiny stand-in weights** (:mod:`preprocess.standins`, the tests' stand-ins): a YOLOX
 detector and a DWPose model with the public files' I/O but almost no compute, a narrow PWC-Net
 checkpoint in MMFlow's key names, a 4-layer Depth Anything. These rows measure the code
 around the networks, not the networks; they are labelled ``stand-in``. OpenCV DIS (real, no
@@ -13,7 +14,8 @@ GPU section (only when torch sees CUDA): the real-size architectures with random
 short side 640: MMFlow's PWC-Net (9.37 M parameters) and Depth Anything V1 Small (Dinov2-S/14
 backbone, the hub config's sizes); DWPose with the public ONNX files when they are in
 $MCANIM_WEIGHTS (their architectures cannot be rebuilt here without mmdet/mmpose).
-Frames come from the real vtest.avi (MCANIM_ASSETS), resized to ``--short-side``.
+Frames come from the real vtest.avi (``$MCANIM_ASSETS``, :func:`preprocess.weights.assets_dir`),
+resized to ``--short-side``. The tables go to stdout (markdown), for docs/extractors.md.
 """
 
 from __future__ import annotations
@@ -28,20 +30,32 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from preprocess.config import DepthConfig, FlowConfig, PoseConfig
+from preprocess.depth import create_depth_backend
+from preprocess.flow import create_flow_backend
+from preprocess.geometry import map_size
+from preprocess.pose import create_pose_backend
+from preprocess.standins import (
+    TINY_PWCNET,
+    planted_head,
+    write_depth_anything,
+    write_dwpose_onnx,
+    write_pwcnet_checkpoint,
+    write_yolox_onnx,
+)
+from preprocess.weights import assets_dir
+from shards.video import read_video
 
-from preprocess.config import DepthConfig, FlowConfig, PoseConfig  # noqa: E402
-from preprocess.depth import create_depth_backend  # noqa: E402
-from preprocess.flow import create_flow_backend  # noqa: E402
-from preprocess.geometry import map_size  # noqa: E402
-from preprocess.pose import create_pose_backend  # noqa: E402
-from tests.conftest import assets_dir  # noqa: E402
-from tests.media import read_frames  # noqa: E402
+QUICK = ["--frames", "2", "--short-side", "128", "--batches", "2", "--skip-gpu"]
+"""``--quick``: a smoke run (a few seconds) that exercises every CPU row."""
 
 
 def frames_at(short_side: int, n: int) -> np.ndarray:
-    frames = read_frames(assets_dir() / "videos" / "vtest.avi", n)
+    """``n`` frames of vtest.avi resized to ``short_side``: (n, H, W, 3) uint8 RGB."""
+    video = assets_dir() / "videos" / "vtest.avi"
+    if not video.is_file():
+        raise SystemExit(f"{video} not found: set MCANIM_ASSETS to the shared assets folder")
+    frames, _ = read_video(video, max_frames=n)  # (n, H, W, 3)
     h, w = frames.shape[1:3]
     s = short_side / min(h, w)
     size = (round(w * s / 2) * 2, round(h * s / 2) * 2)
@@ -69,15 +83,6 @@ def row(backend: str, weights: str, device: str, batch: int | str, fps: float) -
 
 
 def cpu_section(frames: np.ndarray, tmp: Path, batches: list[int]) -> None:
-    from tests.preprocess.standins import (
-        TINY_PWCNET,
-        planted_head,
-        write_depth_anything,
-        write_dwpose_onnx,
-        write_pwcnet_checkpoint,
-        write_yolox_onnx,
-    )
-
     t, h, w = frames.shape[:3]
     msize = map_size(h, w, 4)
     boxes = [(200.0, 300.0, 120.0, 300.0, 0.9, 0), (470.0, 330.0, 120.0, 300.0, 0.8, 0)]
@@ -124,46 +129,10 @@ def cpu_section(frames: np.ndarray, tmp: Path, batches: list[int]) -> None:
         )
 
 
-def depth_anything_small(folder: Path) -> Path:
-    """Depth Anything V1 Small's architecture (sizes of the hub config), random weights."""
-    import torch
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-    from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
-
-    torch.manual_seed(0)
-    backbone = Dinov2Config(
-        hidden_size=384,
-        num_hidden_layers=12,
-        num_attention_heads=6,
-        patch_size=14,
-        image_size=518,
-        out_indices=[9, 10, 11, 12],
-        reshape_hidden_states=False,
-    )
-    cfg = DepthAnythingConfig(
-        backbone_config=backbone,
-        reassemble_hidden_size=384,
-        neck_hidden_sizes=[48, 96, 192, 384],
-        fusion_hidden_size=64,
-        head_hidden_size=32,
-    )
-    DepthAnythingForDepthEstimation(cfg).save_pretrained(folder)
-    DPTImageProcessorPil(
-        size={"height": 518, "width": 518},
-        keep_aspect_ratio=True,
-        ensure_multiple_of=14,
-        resample=3,
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-    ).save_pretrained(folder)
-    return folder
-
-
 def gpu_section(frames: np.ndarray, tmp: Path, batches: list[int]) -> None:
     import torch
 
     from preprocess.weights import entry_path
-    from tests.preprocess.standins import write_pwcnet_checkpoint
 
     t, h, w = frames.shape[:3]
     msize = map_size(h, w, 4)
@@ -184,7 +153,7 @@ def gpu_section(frames: np.ndarray, tmp: Path, batches: list[int]) -> None:
             b,
             rate(fl.clip_flow, frames, msize, n=t - 1, sync=torch.cuda.synchronize),
         )
-    da = depth_anything_small(tmp / "da_small")
+    da = write_depth_anything(tmp / "da_small", size="small")
     for b in batches:
         dep = create_depth_backend(
             DepthConfig(backend="depth_anything", model=str(da), device="cuda", batch_size=b)
@@ -209,11 +178,14 @@ def gpu_section(frames: np.ndarray, tmp: Path, batches: list[int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--short-side", type=int, default=640)
-    parser.add_argument("--batches", default="1,4,8,16")
-    parser.add_argument("--skip-gpu", action="store_true")
+    parser.add_argument("--frames", type=int, default=16, help="vtest frames timed")
+    parser.add_argument("--short-side", type=int, default=640, help="frames resized to this")
+    parser.add_argument("--batches", default="1,4,8,16", help="batch sizes, comma-separated")
+    parser.add_argument("--skip-gpu", action="store_true", help="no GPU section even with CUDA")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {' '.join(QUICK)}")
     args = parser.parse_args(argv)
+    if args.quick:
+        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), *QUICK])
     import torch
 
     batches = [int(b) for b in args.batches.split(",")]

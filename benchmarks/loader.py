@@ -25,18 +25,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from itertools import islice
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the packages, not files of benchmarks/
+from model.config import preset_config
+from train.config import DataConfig
+from train.loader import ClipStream, dataset_geometry, make_loader, select_clips
 
-from model.config import preset_config  # noqa: E402
-from train.config import DataConfig  # noqa: E402
-from train.loader import ClipStream, dataset_geometry, make_loader, select_clips  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]  # --root and the job YAML are relative to it
 
 GPU_SAMPLES_PER_S = 0.42  # stage 1, A100-40G, 768x768 (public anchor)
 
@@ -80,7 +78,7 @@ def data_wait(root: str, steps: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--root", default="out/demo", help="preprocessing output (make demo)")
     p.add_argument("--workers", type=int, default=2)
@@ -88,7 +86,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="samples before timing")
     p.add_argument("--train-steps", type=int, default=12, help="steps of the tiny run")
     p.add_argument("--skip-train", action="store_true", help="loader rates only")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     os.chdir(REPO)
     print(
         f"loader on {args.root}, {args.workers} workers, 896x640 canvas (cpu count {os.cpu_count()})"
@@ -105,7 +103,8 @@ def main() -> None:
             f"tiny stage-1 run (64x48, batch 2, 2 workers): data-wait fraction "
             f"{result['data_wait']:.2f}, {result['samples_per_s']:.2f} samples/s"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -15,23 +15,19 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from preprocess.weights import assets_dir
 
 
-def assets_dir() -> Path:
-    env = os.environ.get("MCANIM_ASSETS")
-    path = Path(env) if env else REPO.parent / "shared" / "assets"
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    """The real assets folder (:func:`preprocess.weights.assets_dir`); fails when missing."""
+    path = assets_dir()
     if not (path / "README.md").is_file():
         raise FileNotFoundError(
             f"test assets not found at {path}: set MCANIM_ASSETS to the shared assets folder "
             "(videos/vtest.avi, models/movenet_multipose.onnx, images/coco_wholebody/...)"
         )
     return path
-
-
-@pytest.fixture(scope="session")
-def assets() -> Path:
-    return assets_dir()
 
 
 @pytest.fixture(scope="session")

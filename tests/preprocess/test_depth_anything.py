@@ -11,7 +11,7 @@ import torch
 from preprocess.config import DepthConfig
 from preprocess.depth import create_depth_backend
 from preprocess.depth.depth_anything import DepthAnythingDepth, normalise_per_frame, resolve_model
-from tests.preprocess.standins import write_depth_anything
+from preprocess.standins import write_depth_anything
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from preprocess.geometry.layout import NUM_KEYPOINTS
 from preprocess.pose import create_pose_backend
 from preprocess.pose.dwpose import DWPoseBackend, decode_simcc, decode_yolox
 from preprocess.pose.topdown import box_to_crop, crop_matrix, letterbox
+from preprocess.standins import planted_head, write_dwpose_onnx, write_yolox_onnx
 from tests.media import read_frames
-from tests.preprocess.standins import planted_head, write_dwpose_onnx, write_yolox_onnx
 
 FRAME_HW = (320, 480)  # letterbox ratio 640 / 480 = 4/3
 RATIO = 640 / 480

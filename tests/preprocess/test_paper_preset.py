@@ -14,10 +14,7 @@ import pytest
 from preprocess.__main__ import main as preprocess_main
 from preprocess.config import PreprocessConfig
 from preprocess.geometry import clip_geometry
-from shards.__main__ import main as shards_main
-from shards.config import load_config
-from shards.reader import iter_samples, read_clips
-from tests.preprocess.standins import (
+from preprocess.standins import (
     TINY_PWCNET,
     planted_head,
     write_depth_anything,
@@ -25,6 +22,9 @@ from tests.preprocess.standins import (
     write_pwcnet_checkpoint,
     write_yolox_onnx,
 )
+from shards.__main__ import main as shards_main
+from shards.config import load_config
+from shards.reader import iter_samples, read_clips
 
 REPO = Path(__file__).resolve().parents[2]
 PAPER = REPO / "jobs" / "preprocess" / "paper.yaml"

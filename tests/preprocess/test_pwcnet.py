@@ -1,8 +1,8 @@
 """PWC-Net port (``flow.backend=pwcnet``): MMFlow key map, cost volume, warp, pre/post-processing.
 
 mmflow cannot be installed here (mmcv has no wheels for this torch; see DEPENDENCIES.md), so the
-key map is checked against :class:`tests.preprocess.standins.MMFlowPWCNet`, a module tree laid
-out as MMFlow's source builds PWC-Net, at full size (the 126 tensors of the public checkpoints)
+key map is checked against :func:`preprocess.standins.mmflow_pwcnet`, a module tree laid out
+as MMFlow's source builds PWC-Net, at full size (the 126 tensors of the public checkpoints)
 and at a tiny width.
 """
 
@@ -24,11 +24,11 @@ from preprocess.flow.pwcnet.checkpoint import (
     mmflow_key_map,
 )
 from preprocess.flow.pwcnet.net import PWCNet, PWCNetConfig, correlation, estimate_flow, warp
-from tests.preprocess.standins import TINY_PWCNET, MMFlowPWCNet, write_pwcnet_checkpoint
+from preprocess.standins import TINY_PWCNET, mmflow_pwcnet, write_pwcnet_checkpoint
 
 
 def test_key_map_covers_mmflows_full_size_tree_exactly() -> None:
-    mm = MMFlowPWCNet().state_dict()
+    mm = mmflow_pwcnet().state_dict()
     assert len(mm) == 126
     mapping = mmflow_key_map(PWCNetConfig())
     assert set(mapping) == set(mm)  # every checkpoint key mapped, no extra

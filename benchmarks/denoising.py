@@ -1,8 +1,9 @@
 """Time and peak memory per denoising step of the animation model, measured in one run.
 
-    .venv/bin/python benchmarks/model.py                 # tiny on CPU (+ sd15 on CUDA if any)
-    .venv/bin/python benchmarks/model.py --skip-sd15 --steps 5 --threads 2
-    .venv/bin/python benchmarks/model.py --sd15-device cpu --sd15-size 2x64x64 --steps 1  # smoke
+    .venv/bin/python benchmarks/denoising.py             # tiny on CPU (+ sd15 on CUDA if any)
+    .venv/bin/python benchmarks/denoising.py --skip-sd15 --steps 5 --threads 2
+    .venv/bin/python benchmarks/denoising.py --quick     # seconds: a smoke run of the tiny model
+    .venv/bin/python benchmarks/denoising.py --sd15-device cpu --sd15-size 2x64x64 --steps 1
 
 A denoising step is what :func:`model.pipeline.sample_latents` does per window and timestep:
 one classifier-free-guided prediction (two UNet evaluations: with and without the reference)
@@ -16,7 +17,10 @@ process's peak resident set (VmHWM, reset before each phase); CUDA memory is
 Weights are random (no public weights here): the timings and memory are those of the real
 architectures, the outputs are noise. The sd15 run is the paper's inference setting:
 640 x 896 pixels, 16 frames, bf16, stage 2 (motion modules), CFG 1.5. The paper reports
-24 GB for inference at that size.
+24 GB for inference at that size. The figures go to stdout, for docs/model.md.
+
+(Not named ``model.py``: Python puts a script's folder first on ``sys.path``, so a
+``benchmarks/model.py`` would shadow the package ``model`` it measures.)
 """
 
 from __future__ import annotations
@@ -31,15 +35,14 @@ from typing import TypeVar
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # before benchmarks/: the package `model`, not this file
-
-from model.composed import AnimationModel  # noqa: E402
-from model.config import ModelConfig, preset_config  # noqa: E402
-from model.guiders import Conditions  # noqa: E402
-from model.pipeline import decode_frames, encode_reference, guided_prediction  # noqa: E402
+from model.composed import AnimationModel
+from model.config import ModelConfig, preset_config
+from model.guiders import Conditions
+from model.pipeline import decode_frames, encode_reference, guided_prediction
 
 T = TypeVar("T")
+QUICK = ["--skip-sd15", "--steps", "1", "--tiny-size", "2x32x32"]
+"""``--quick``: a smoke run (seconds) of the tiny model through every phase."""
 
 
 class Memory:
@@ -195,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         help="run sd15 here even without CUDA (e.g. cpu with a small --sd15-size); "
         "default: cuda when available, else only parameter counts",
     )
+    p.add_argument("--quick", action="store_true", help=f"smoke run: {' '.join(QUICK)}")
     args = p.parse_args(argv)
+    if args.quick:
+        args = p.parse_args([*(argv if argv is not None else sys.argv[1:]), *QUICK])
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
