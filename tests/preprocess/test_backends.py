@@ -7,7 +7,6 @@ resolve to where it really runs, a GPU that is not there is an error naming the 
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
 import subprocess
@@ -25,7 +24,7 @@ from preprocess.config import DepthConfig, FlowConfig, PoseConfig
 from preprocess.depth import DEPTH_BACKENDS, DepthBackend
 from preprocess.flow import FLOW_BACKENDS, FlowBackend
 from preprocess.pose import POSE_BACKENDS, PoseBackend
-from tests.preprocess.standins import (
+from preprocess.standins import (
     TINY_PWCNET,
     planted_head,
     write_depth_anything,
@@ -221,73 +220,3 @@ def test_importing_the_backend_packages_stays_light() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
-
-
-# ---- no import cycle through the backend modules ---------------------------------------------
-
-OURS = (
-    "preprocess.backends",
-    "preprocess.devices",
-    "preprocess.weights",
-    "preprocess.pose",
-    "preprocess.flow",
-    "preprocess.depth",
-    "preprocess.pwcnet",
-    "preprocess.depth_anything",
-)
-
-
-def module_graph(root: Path) -> dict[str, set[str]]:
-    """Module -> the project modules it imports, at any depth in the file (lazy ones too)."""
-    files = {
-        ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
-        for p in root.rglob("*.py")
-    }
-    graph: dict[str, set[str]] = {}
-    for name, path in files.items():
-        targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                targets |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                for a in node.names:  # `from a.b import c`: module a.b.c if there is one
-                    full = f"{node.module}.{a.name}"
-                    targets.add(full if full in files else node.module)
-        graph[name] = {t for t in targets if t in files and t != name}
-    return graph
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        for w in graph[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while (w := stack.pop()) != v:
-                component.append(w)
-            if component:
-                found.append(sorted([v, *component]))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return found
-
-
-def test_backend_modules_import_without_cycles() -> None:
-    graph = module_graph(REPO / "preprocess")
-    assert "preprocess.flow.pwcnet" in graph["preprocess.flow"]  # the graph sees registrations
-    ours = [c for c in cycles(graph) if any(m.startswith(OURS) for m in c)]
-    assert ours == []
