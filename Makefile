@@ -82,10 +82,12 @@ demo-assets:
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# ruff, the type checker, and the import-layer contract (docs/design.md §2; also part of make test).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_layering.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -1,4 +1,4 @@
-"""The animation model (DESIGN §5): guiders, ReferenceNet + reference attention, the denoising
+"""The animation model (docs/design.md §5): guiders, ReferenceNet + reference attention, the denoising
 UNet with AnimateDiff motion modules, public-weight loaders, model folders and inference.
 
 Importing the package is light; the submodules pull in torch, diffusers and transformers.

@@ -40,7 +40,7 @@ ReferenceTokens = dict[str, torch.Tensor]  # attn1 layer name -> (B, L, C)
 
 
 class AnimationModel(nn.Module):
-    """Multi-character image animation model (DESIGN §5)."""
+    """Multi-character image animation model (docs/design.md §5)."""
 
     def __init__(
         self,

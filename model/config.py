@@ -1,6 +1,6 @@
 """The model's typed config and its named presets (``tiny`` for tests, ``sd15`` full size).
 
-A :class:`ModelConfig` fixes every architecture choice of the composed model (DESIGN §5):
+A :class:`ModelConfig` fixes every architecture choice of the composed model (docs/design.md §5):
 the two SD-1.5-shaped UNets, the VAE, the CLIP image encoder, the four guiders, the optional
 AnimateDiff motion modules and the noise schedule. It is what a model folder stores as
 ``config.yaml`` (see :mod:`model.folder`), so a folder can be rebuilt without the code that
@@ -88,7 +88,7 @@ class GuiderConfig:
     pose_channels: int = 3
     """Pose map: RGB skeleton rendering."""
     flow_channels: int = 2
-    """Flow guider input: (1 - M) * F / s + M (DESIGN §3)."""
+    """Flow guider input: (1 - M) * F / s + M (docs/design.md §3)."""
     order_channels: int = 1
     """Depth-order map."""
     reference_pose_channels: int = 3
@@ -151,7 +151,7 @@ class WeightSources:
 
 @dataclass
 class ModelConfig:
-    """The composed animation model (DESIGN §5). Stored as ``config.yaml`` in model folders."""
+    """The composed animation model (docs/design.md §5). Stored as ``config.yaml`` in model folders."""
 
     preset: str = "sd15"
     """Preset this config started from (``tiny`` | ``sd15``); informational."""

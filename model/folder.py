@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 from model.composed import AnimationModel
 from model.config import ModelConfig
 from model.motion import split_motion_state
-from preprocess.weights import load_strict
+from preprocess.state_dict import load_strict
 from shards.config import config_from_dict, config_to_dict
 from shards.storage import atomic_path
 

@@ -1,4 +1,4 @@
-"""The four guiders and their sum ``c_multi`` (DESIGN §5, paper §4).
+"""The four guiders and their sum ``c_multi`` (docs/design.md §5, paper §4).
 
 Each guider is the same per-frame conv stack: diffusers' ``ControlNetConditioningEmbedding``
 (conv_in, three (conv, stride-2 conv) pairs, zero-initialised conv_out = 8 conv layers, SiLU
@@ -14,7 +14,7 @@ Condition tensors are float, channels first, per frame:
 name                      shape                       values
 ========================  ==========================  ===================================
 ``pose``                  (B, F, 3, H, W)             rendered pose map / 255, in [0, 1]
-``flow``                  (B, F, 2, H, W)             flow guider input (DESIGN §3)
+``flow``                  (B, F, 2, H, W)             flow guider input (docs/design.md §3)
 ``order``                 (B, F, 1, H, W)             depth-order map / 255, in [0, 1]
 ``reference_pose``        (B, 1, 3, H, W) or F        reference pose map / 255
 ========================  ==========================  ===================================

@@ -20,9 +20,9 @@ Diffusers and transformers folders are read by their own libraries' ``from_pretr
 names; single files go through diffusers' LDM converters with our config; the original
 AnimateDiff file through :func:`model.motion.convert_original_motion_module`. Every load is
 strict twice: the library must report no missing, unexpected or mismatched key, and the result
-is loaded strictly (:func:`preprocess.weights.load_strict`: every key, every shape) into the
+is loaded strictly (:func:`preprocess.state_dict.load_strict`: every key, every shape) into the
 module our :class:`~model.config.ModelConfig` builds, so the public weights must have exactly
-the preset's architecture. Single files are read by :func:`preprocess.weights.read_state_dict`
+the preset's architecture. Single files are read by :func:`preprocess.state_dict.read_state_dict`
 (safetensors, or PyTorch pickles with ``torch.load(..., weights_only=True)`` only).
 """
 
@@ -52,7 +52,7 @@ from model.motion import (
     convert_original_motion_module,
     original_checkpoint_state,
 )
-from preprocess.weights import WeightsError, load_strict, read_state_dict
+from preprocess.state_dict import WeightsError, load_strict, read_state_dict
 
 __all__ = [
     "WeightsError",
@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=nn.Module)
 
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 WHERE = {
     "unet": "the unet/ folder of stable-diffusion-v1-5/stable-diffusion-v1-5 (or its single "

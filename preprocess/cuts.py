@@ -1,6 +1,6 @@
 """Shot-cut detection and clip spans: where the clips of a video begin and end. No I/O.
 
-A clip must lie inside one shot (DESIGN §4), so decoding (``preprocess.decode.iter_clips``)
+A clip must lie inside one shot (docs/design.md §4), so decoding (``preprocess.decode.iter_clips``)
 hands every stored frame to a :class:`ClipCutter`, which runs it through a
 :class:`CutDetector` and cuts clips where the clip-span rule (:class:`SpanBuilder`) says.
 
@@ -85,7 +85,7 @@ class CutDetector:
     """Streaming cut detector: feed the stored frames in order, one at a time.
 
     ``update(frame)`` says whether a cut lies between the previous frame and this one; the
-    first frame (and the first after :meth:`reset`) is never a cut.
+    first frame is never a cut.
     """
 
     def __init__(self, threshold: float = DecodeConfig.cut_threshold) -> None:
@@ -104,10 +104,6 @@ class CutDetector:
             return False
         self.last_distance = signature_distance(previous, signature)
         return self.last_distance > self.threshold
-
-    def reset(self) -> None:
-        self._previous = None
-        self.last_distance = 0.0
 
 
 Span = tuple[int, int]

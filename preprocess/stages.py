@@ -149,7 +149,7 @@ class DepthStage:
 
 
 class GeometryStage:
-    """Masks, ranks, depth order and clip statistics (DESIGN §3)."""
+    """Masks, ranks, depth order and clip statistics (docs/design.md §3)."""
 
     def __init__(self, cfg: PreprocessConfig, run_meta: RunMeta) -> None:
         self.cfg = cfg

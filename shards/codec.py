@@ -1,4 +1,4 @@
-"""Symmetric ``encode_x`` / ``decode_x`` per sample field, and whole samples (DESIGN §4).
+"""Symmetric ``encode_x`` / ``decode_x`` per sample field, and whole samples (docs/design.md §4).
 
 Every encoding is pinned by a round-trip test in ``tests/shards/test_codec.py``:
 

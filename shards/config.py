@@ -34,8 +34,8 @@ An entry point::
 
 ``--help`` then lists the flags with their field docstrings and, in its epilog, every dotted
 key with its type, default and docstring (:func:`format_keys`). Without argparse,
-:func:`load_config` does the same merge and :func:`apply_overrides` applies overrides to an
-existing config (e.g. a preset instance).
+:func:`load_config` does the same merge (``base=`` starts from an existing config, e.g. a preset
+instance, instead of the class defaults).
 
 OmegaConf does the merging and type checking (unknown keys and wrong types are errors that
 name the key); YAML is read with a safe loader; flag values are converted by argparse from
@@ -105,12 +105,6 @@ def load_config(
         raise ConfigError(_short(exc)) from None
     assert isinstance(obj, cls)
     return obj
-
-
-def apply_overrides(cfg: T, overrides: Sequence[str]) -> T:
-    """A copy of the config dataclass ``cfg`` with dotted ``a.b=value`` overrides applied
-    (type-checked against the dataclass; unknown keys are errors)."""
-    return load_config(type(cfg), None, overrides, base=cfg)
 
 
 def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:

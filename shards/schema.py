@@ -1,4 +1,4 @@
-"""The dataset contract (DESIGN §4): one WebDataset sample per clip, Parquet rows beside it.
+"""The dataset contract (docs/design.md §4): one WebDataset sample per clip, Parquet rows beside it.
 
 On disk, under a preprocessing output ``OUT`` (details and crash semantics: docs/shards.md)::
 

@@ -7,7 +7,7 @@ stored keypoints brought to the training canvas (:class:`preprocess.geometry.can
 
 - skeletal dilation regions drawn at the canvas resolution from the keypoints
   (:func:`preprocess.geometry.masks.dilation_masks` with the dataset's ``geometry``);
-- the flow guider input ``(1 - M) * F / s + M`` (DESIGN §3) of the clip's stored backward flow,
+- the flow guider input ``(1 - M) * F / s + M`` (docs/design.md §3) of the clip's stored backward flow,
   resized to the canvas and expressed in canvas pixels per frame (:meth:`Crop.flow`);
 - the depth-order map painted from the stored per-frame ranks (``ranks.npy``);
 - the reference pose map of the reference frame's keypoints.

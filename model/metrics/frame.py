@@ -17,8 +17,6 @@ the libraries that carry them pull torchvision, which this project does not inst
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -91,8 +89,3 @@ FRAME_METRICS = {"l1": l1, "psnr": psnr, "ssim": ssim}
 def frame_scores(generated: np.ndarray, real: np.ndarray) -> dict[str, list[float]]:
     """Per-frame L1, PSNR and SSIM of one clip."""
     return {name: fn(generated, real).tolist() for name, fn in FRAME_METRICS.items()}
-
-
-def closed_form_psnr(mse: float) -> float:
-    """PSNR in dB of a given MSE on the 0-255 scale (for checks and docs)."""
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * math.log10(255.0**2 / mse))

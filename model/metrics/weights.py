@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from preprocess.weights import cache_dir, load_strict, read_state_dict
+from preprocess.state_dict import load_strict, read_state_dict
+from preprocess.weights import cache_dir
 
 __all__ = ["FILES", "Published", "load_state", "load_strict", "metrics_cache", "weight_path"]
 

@@ -16,7 +16,7 @@ Per clip: the image processor stored with the model prepares every frame (transf
 sides rounded to multiples of 14, bicubic, ImageNet mean/std), ``depth.batch_size`` frames per
 forward pass (float16 on CUDA when ``depth.fp16``), and the predicted relative inverse depth
 (larger = nearer) is resized (bilinear, antialiased) to the map resolution and min-max
-normalised per frame to [0, 1] (a constant frame becomes 0). Ranks then follow DESIGN §3 from
+normalised per frame to [0, 1] (a constant frame becomes 0). Ranks then follow docs/design.md §3 from
 this map (``preprocess.geometry``: mean depth over each character's exclusive region).
 """
 

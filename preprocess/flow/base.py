@@ -2,7 +2,7 @@
 
 Flow is computed at the map resolution (stored size / ``geometry.map_downscale``) and
 expressed in stored-frame pixels per frame, so statistics do not depend on the map size.
-``F_0 = 0`` for the first frame of every clip (DESIGN §3). A backend has the shape of every
+``F_0 = 0`` for the first frame of every clip (docs/design.md §3). A backend has the shape of every
 extractor backend (:class:`preprocess.backends.Backend`: built from ``cfg.flow``,
 ``.device``, ``.identity()``); the flow stage (``preprocess.stages``) calls
 :meth:`FlowBackend.clip_flow` and hands the field to the geometry layer.

@@ -1,4 +1,4 @@
-"""The pure geometry layer (DESIGN §3): keypoints in, masks, ranks, order maps, flow inputs,
+"""The pure geometry layer (docs/design.md §3): keypoints in, masks, ranks, order maps, flow inputs,
 pose maps and clip statistics out.
 
 NumPy, OpenCV and SciPy only; it imports nothing of the project but ``shards`` and itself (no

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ClipGeometry:
-    """Per-clip maps and statistics from :func:`clip_geometry` (DESIGN §3)."""
+    """Per-clip maps and statistics from :func:`clip_geometry` (docs/design.md §3)."""
 
     mask: np.ndarray
     """(T, h, w) bool: union skeletal dilation mask M_i at the map resolution."""
@@ -159,7 +159,7 @@ def clip_geometry(
     cfg: GeometryConfig,
     depth: np.ndarray | None = None,
 ) -> ClipGeometry:
-    """Masks, ranks, depth order and statistics of one clip (DESIGN §3).
+    """Masks, ranks, depth order and statistics of one clip (docs/design.md §3).
 
     ``keypoints`` (T, P, 133, 3) in stored pixels of ``frame_size`` (H, W); ``flow``
     (T, h, w, 2) backward flow in stored pixels per frame at the map resolution

@@ -1,4 +1,4 @@
-"""The geometry parameters (DESIGN §3): how masks, ranks, order maps and flow inputs are made.
+"""The geometry parameters (docs/design.md §3): how masks, ranks, order maps and flow inputs are made.
 
 Written by preprocessing into ``OUT/config.yaml`` (section ``geometry``); training reads them
 back from the dataset and exports them in the model folder (``ModelConfig.geometry``), so
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 @dataclass
 class GeometryConfig:
-    """Parameters of DESIGN §3. Training and inference read them back from the dataset."""
+    """Parameters of docs/design.md §3. Training and inference read them back from the dataset."""
 
     map_downscale: int = 4
     """Maps (flow, masks, depth order) are stored at the stored resolution divided by this."""

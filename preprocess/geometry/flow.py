@@ -1,4 +1,4 @@
-"""Background flow and the flow guider input (DESIGN §3).
+"""Background flow and the flow guider input (docs/design.md §3).
 
 B = (1 - M) * F is the flow outside the characters' union M; its mean magnitude b is the
 clip statistic ``bg_flow_*`` (:mod:`preprocess.geometry.clip`); the flow guider's input

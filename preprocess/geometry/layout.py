@@ -1,4 +1,4 @@
-"""The COCO-WholeBody 133-keypoint layout (DESIGN §3): the index of every body, foot, face
+"""The COCO-WholeBody 133-keypoint layout (docs/design.md §3): the index of every body, foot, face
 and hand point.
 
 Every pose backend writes keypoints in this layout (``pose.npy`` of each sample); the skeleton

@@ -1,4 +1,4 @@
-"""Skeletal dilation masks and the regions and occlusion they define (DESIGN §3).
+"""Skeletal dilation masks and the regions and occlusion they define (docs/design.md §3).
 
 A character's mask a_j is its skeleton drawn and dilated at a target size
 (:func:`dilation_masks`, rasterised by :mod:`preprocess.geometry.skeleton`); from the masks of
@@ -35,7 +35,7 @@ def dilation_masks(
     dilation: float,
     min_keypoints: int,
 ) -> np.ndarray:
-    """Skeletal dilation maps a_j of one frame (DESIGN §3): (P, 133, 3) keypoints in
+    """Skeletal dilation maps a_j of one frame (docs/design.md §3): (P, 133, 3) keypoints in
     ``frame_size`` pixels -> (P, h, w) bool at ``out_size``.
 
     Limbs of :data:`SKELETON` whose two ends are confident are drawn as lines of

@@ -1,4 +1,4 @@
-"""Nearness, ranks and depth-order maps (DESIGN §3): who is in front, and the map O that
+"""Nearness, ranks and depth-order maps (docs/design.md §3): who is in front, and the map O that
 paints each character with the level of its rank.
 
 Nearness comes from a relative inverse depth map (mean over each character's exclusive

@@ -1,6 +1,6 @@
 """Pose backend interface and its registry.
 
-A backend turns a clip into tracked whole-body keypoints ``(T, P, 133, 3)`` (DESIGN §3). It has
+A backend turns a clip into tracked whole-body keypoints ``(T, P, 133, 3)`` (docs/design.md §3). It has
 the shape of every extractor backend (:class:`preprocess.backends.Backend`: built from
 ``cfg.pose``, ``.device``, ``.identity()``). Model backends load their weights once in
 ``__init__`` and implement :meth:`PoseBackend.detect_frames`; the default

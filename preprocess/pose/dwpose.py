@@ -21,7 +21,7 @@ Two public ONNX files (hub repo ``yzd-v/DWPose``), run as DWPose and rtmlib run 
 
 A frame without detections has no people (DWPose would then run the pose model on the whole
 frame; we do not invent a person). Keypoints come back in the COCO-WholeBody 133 layout of
-DESIGN §3 as the model emits it; the OpenPose-18 reordering happens only in the renderer.
+docs/design.md §3 as the model emits it; the OpenPose-18 reordering happens only in the renderer.
 
 Batching: the batch dimension of each ONNX file is read from the file. A symbolic (dynamic)
 batch runs up to ``pose.batch_size`` frames (detector) or person crops of many frames (pose

@@ -102,7 +102,7 @@ def test_paper_preset_writes_valid_shards_with_depth_and_ranks(
     assert len(backends["flow"]["sha256"]) == 64
     assert read_clips(out).num_rows == 1
 
-    # the ranks are those of DESIGN §3 from the stored depth map, and turn over with it
+    # the ranks are those of docs/design.md §3 from the stored depth map, and turn over with it
     geo = load_config(PreprocessConfig, PAPER, []).geometry
     size = (sample.meta["height"], sample.meta["width"])
     again = clip_geometry(sample.pose, sample.flow, size, geo, sample.depth)

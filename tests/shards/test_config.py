@@ -14,7 +14,6 @@ from preprocess.config import PreprocessConfig
 from shards.config import (
     ConfigCLI,
     ConfigError,
-    apply_overrides,
     describe_keys,
     field_docs,
     format_keys,
@@ -112,7 +111,7 @@ def test_precedence_defaults_yaml_flags_overrides(tmp_path: Path) -> None:
     base = Job(out="base.mp4", sampling=Sampling(steps=7))
     cli, parser = cli_and_parser(base=base, preset="none")
     assert cli.config(parser.parse_args([])) == base
-    assert apply_overrides(base, ["sampling.steps=8"]).sampling.steps == 8
+    assert load_config(Job, overrides=["sampling.steps=8"], base=base).sampling.steps == 8
     assert base.sampling.steps == 7  # not modified
 
 

@@ -8,7 +8,7 @@ The flow stage gives it the clip's stored frames; each pair (v_i, v_{i-1}) goes 
 MMFlow's test pipeline (:func:`~preprocess.flow.pwcnet.net.estimate_flow`: resize to multiples of
 64, PWC-Net, upsample x flow_div, resize back and rescale), ``flow.batch_size`` pairs per
 forward pass, giving backward flow in stored pixels. The field is then averaged down
-(area) to the map resolution; the values stay in stored pixels per frame (DESIGN §3).
+(area) to the map resolution; the values stay in stored pixels per frame (docs/design.md §3).
 """
 
 from __future__ import annotations

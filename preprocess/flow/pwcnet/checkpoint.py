@@ -14,7 +14,7 @@ MMFlow saves ``{"meta": ..., "state_dict": ...}`` with its module tree's names (
 
 126 tensors for MMFlow's ``pwcnet`` config. Loading is strict both ways: every checkpoint key
 must be mapped and every parameter of ours filled, with equal shapes; otherwise the error lists
-the difference. Checkpoints are read by :func:`preprocess.weights.read_state_dict`
+the difference. Checkpoints are read by :func:`preprocess.state_dict.read_state_dict`
 (``torch.load(weights_only=True)``; the ``state_dict`` entry of MMFlow's files).
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from preprocess.flow.pwcnet.net import LEVELS, PWCNet, PWCNetConfig
-from preprocess.weights import load_strict, read_state_dict
+from preprocess.state_dict import load_strict, read_state_dict
 
 PARAMS = ("weight", "bias")
 

@@ -1,4 +1,4 @@
-"""Background flow and the flow guider input (preprocess.geometry.flow), DESIGN §3."""
+"""Background flow and the flow guider input (preprocess.geometry.flow), docs/design.md §3."""
 
 from __future__ import annotations
 

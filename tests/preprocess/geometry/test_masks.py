@@ -1,5 +1,5 @@
 """Dilation masks, regions and occlusion (preprocess.geometry.masks): hand-computed cases and
-hypothesis properties (DESIGN §3)."""
+hypothesis properties (docs/design.md §3)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Nearness, ranks and depth-order maps (preprocess.geometry.order): hand-computed cases and
-the set relations of DESIGN §3 on random multi-person frames."""
+the set relations of docs/design.md §3 on random multi-person frames."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_absent_is_not_painted_and_far_ranks_share_the_last_level() -> None:
 
 
 def paint_reference(masks: np.ndarray, ranks: np.ndarray, levels: int) -> np.ndarray:
-    """DESIGN §3 literally: paint full regions from the farthest rank to the nearest."""
+    """docs/design.md §3 literally: paint full regions from the farthest rank to the nearest."""
     out = np.zeros(masks.shape[1:], np.uint8)
     for p in sorted(np.flatnonzero(ranks >= 0), key=lambda p: -int(ranks[p])):
         out[masks[p]] = G.order_value(int(ranks[p]), levels)
