@@ -9,17 +9,25 @@ TORCH_VERSION := 2.13.0
 export MCANIM_ASSETS ?= $(abspath ../shared/assets)
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo demo-cpu demo-paper demo-assets train-demo eval-demo test lint format typecheck clean system-deps
+.PHONY: setup demo demo-cpu demo-paper demo-assets train-demo eval-demo test mutate lint format typecheck clean system-deps
 
 setup: $(STAMP)
 
 # ffmpeg: the CLI used by tests to build videos with rotation metadata; encoding itself uses PyAV.
+# chromium + chromium-driver: the headless browser the dataset browser's tests drive (Selenium
+# is given both paths, so it never downloads a browser).
 system-deps:
 	@command -v ffmpeg >/dev/null 2>&1 || { \
 	  echo "installing ffmpeg (Debian package)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y -q ffmpeg >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q ffmpeg >/dev/null; }; }
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  echo "installing chromium and chromium-driver (Debian packages)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && \
+	    $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null; }; }
 
 $(STAMP): pyproject.toml constraints.txt | system-deps
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -29,12 +37,23 @@ $(STAMP): pyproject.toml constraints.txt | system-deps
 	DS_BUILD_OPS=0 DS_BUILD_SHM_COMM=1 $(PIP) install -q --no-build-isolation --no-cache-dir \
 	  -c constraints.txt deepspeed
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	# Metric parity references whose PyPI metadata pulls torchvision (which must not be
+	# installed: docs/evaluate.md); the code the tests use needs only torch, numpy and tqdm.
+	$(PIP) install -q --no-deps lpips==0.1.4
+	# torch-fidelity's wheel also installs a top-level `tests` package (its own) that would
+	# shadow ours: it goes to a folder of its own (tests/model/reference_metrics.py).
+	$(PIP) install -q --no-deps --upgrade --target $(VENV)/refpkgs torch-fidelity==0.4.0
+	# rtmlib: the independent DWPose pre/post-processing of tests/preprocess/test_dwpose_parity.py.
+	# Its metadata pulls the non-headless opencv-python (clashes with opencv-python-headless);
+	# what it imports (numpy, cv2, onnxruntime, tqdm) is installed above.
+	$(PIP) install -q --no-deps rtmlib==0.0.16
 	touch $(STAMP)
 
 # The main job on real input. With the shared assets folder: two real videos, CPU preset
 # (demo-cpu). Without it, on a machine with network: the paper preset (DWPose + PWC-Net +
 # Depth Anything) with weights fetched by the weights manager into MCANIM_WEIGHTS and
-# OpenCV's public sample video, written to DEMO_PAPER_OUT (demo-paper). Then the paper-style statistics and plots.
+# OpenCV's public sample video, written to DEMO_PAPER_OUT (demo-paper). Then the paper-style
+# statistics and plots, and the dataset browser (OUT/browse/index.html; its path is printed).
 demo:
 	@if jobs/check_demo_assets.sh "$(MCANIM_ASSETS)" >/dev/null; then \
 	  $(MAKE) --no-print-directory demo-cpu; \
@@ -48,6 +67,7 @@ demo-cpu: demo-assets $(STAMP)
 	  --input "$(MCANIM_ASSETS)/videos/vtest.avi" --input "$(MCANIM_ASSETS)/videos/dance_single.mp4"
 	$(PY) -m shards validate $(DEMO_OUT)
 	$(PY) -m shards stats $(DEMO_OUT) --plots $(DEMO_OUT)/plots
+	$(PY) -m shards browse $(DEMO_OUT) --out $(DEMO_OUT)/browse
 
 DEMO_VIDEO_URL ?= https://raw.githubusercontent.com/opencv/opencv/4.x/samples/data/vtest.avi
 DEMO_VIDEO ?= out/demo-inputs/vtest.avi
@@ -62,6 +82,7 @@ demo-paper: $(STAMP)
 	  --input "$(DEMO_VIDEO)" decode.max_frames=64
 	$(PY) -m shards validate $(DEMO_PAPER_OUT)
 	$(PY) -m shards stats $(DEMO_PAPER_OUT) --plots $(DEMO_PAPER_OUT)/plots
+	$(PY) -m shards browse $(DEMO_PAPER_OUT) --out $(DEMO_PAPER_OUT)/browse
 
 # Training on make demo's output (made first when missing): tiny stage 1 -> export -> tiny
 # stage 2 -> export -> model.animate. The tiny model has random weights: plumbing, noise out.
@@ -79,8 +100,20 @@ eval-demo: $(STAMP)
 demo-assets:
 	@jobs/check_demo_assets.sh "$(MCANIM_ASSETS)"
 
+# Hypothesis derandomized (tests/conftest.py): the same examples on every run; a plain
+# `pytest` (profile dev) explores random ones. Per-test time limits: pyproject.toml.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q
+
+# Mutation testing (mutmut) of the geometry layer, the extractors' pre/post-processing and the
+# metrics against their fast unit tests: hours on 2 cores, not part of make test or CI.
+# Scope: pyproject.toml [tool.mutmut]; score per file and every survivor in out/mutation/report.md
+# (docs/testing.md). MUTATE_JOBS=N tests N mutants at once (default: one per CPU);
+# MUTATE_SAMPLE=K a fixed 1-in-K subset of the mutants (compare two runs at the same K).
+MUTATE_JOBS ?=
+MUTATE_SAMPLE ?= 1
+mutate: $(STAMP)
+	$(PY) benchmarks/mutation.py --sample $(MUTATE_SAMPLE) $(if $(MUTATE_JOBS),--jobs $(MUTATE_JOBS))
 
 # ruff, the type checker, and the import-layer contract (docs/design.md §2; also part of make test).
 lint: $(STAMP)
@@ -94,4 +127,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out mutants .pytest_cache .mypy_cache .ruff_cache

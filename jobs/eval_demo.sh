@@ -24,7 +24,8 @@ for f in alexnet-owt-7be5be79.pth alex.pth pt_inception-2015-12-05-6726825d.pth 
 done
 echo "== eval-demo: TINY RANDOM-WEIGHT MODEL (the scores mean nothing; every stage runs) =="
 # the clip the training run held out, its first 32 frames (two 16-frame segments), at 64x64,
-# 2 DDIM steps; the same checkpoint once more with the flow guider's input zeroed
+# 2 DDIM steps; the same checkpoint once more with the flow guider's input zeroed at inference
+# (a diagnostic, not the paper's Table 4, whose variants are trained without it: stage.guiders)
 $py -m train.evaluate --checkpoint "$run/stage2/export" --data "$data" --out "$out" \
   --heldout-of "$run/stage2" --frames 32 --steps 2 --height 64 --width 64 --window 16 \
   --stride 8 --ablate none,flow "${stand_in[@]}" standard.size=64

@@ -24,6 +24,8 @@ $ds --num_gpus 1 --master_port "$(port)" train/main.py --config jobs/train/tiny_
 echo "== stage 2: motion modules on the stage-1 export =="
 $ds --num_gpus 1 --master_port "$(port)" train/main.py --config jobs/train/tiny_stage2.yaml \
   data.root="$data" init_from="$out/stage1/export" output_dir="$out/stage2"
+# The export records make demo's extractors (MoveNet, the feet heuristic, their settings) and
+# model.animate uses them by default; --pose-model only points at this machine's copy.
 echo "== animate: a reference image driven by a real dance video, with the stage-2 export =="
 $py -m model.animate --checkpoint "$out/stage2/export" --reference "$reference" \
   --driving "$driving" --pose-model "$assets/models/movenet_multipose.onnx" \

@@ -10,7 +10,10 @@ wrote it. Sampling settings (steps, guidance, windows) are a separate :class:`Sa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from preprocess.config import DepthConfig, FlowConfig, PoseConfig
+from preprocess.geometry.canvas import GUIDER_INPUTS
 from preprocess.geometry.config import GeometryConfig
 
 
@@ -78,10 +81,20 @@ class ImageEncoderConfig:
     """Image-embedding width; must equal ``unet.cross_attention_dim``."""
 
 
+GUIDER_NAMES = GUIDER_INPUTS
+"""The four guiders of the paper (pose, flow, order, reference_pose), in ``c_multi``'s
+summation order: the guider inputs of :mod:`preprocess.geometry.canvas`, by the same names."""
+
+
 @dataclass
 class GuiderConfig:
-    """The four guiders (pose, flow, depth order, reference pose): one structure, 8 convs."""
+    """The guiders (pose, flow, depth order, reference pose): one structure, 8 convs each."""
 
+    names: list[str] = field(default_factory=lambda: list(GUIDER_NAMES))
+    """The guiders the model has (of pose, flow, order, reference_pose; at least one of the
+    per-frame ones: pose, flow, order). A guider left out is not built, not trained and not
+    fed: the paper's Table 4 ablation variants are trained without one
+    (``stage.guiders`` in training, docs/train.md)."""
     block_out_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     """Channels of the conv stack: conv_in, then (conv, stride-2 conv) per step, then the
     zero-initialised conv_out. Four entries = 8 conv layers and a ÷8 downsampling."""
@@ -150,6 +163,36 @@ class WeightSources:
 
 
 @dataclass
+class PreprocessingRecord:
+    """Which extractors made the model's training data, and with which settings.
+
+    Set by the trainer at every export from the training data's own metadata (its
+    ``config.yaml``, ``backends.json`` and the clips' ``backends``); empty in folders of
+    ``python -m model.init`` (not trained on any data). ``python -m model.animate`` and
+    ``python -m train.evaluate`` default to these extractors (docs/model.md, "Inference uses
+    the training data's extractors")."""
+
+    data: str = ""
+    """The preprocessing output the model was (last) trained on; empty: not trained on data."""
+    pose: PoseConfig | None = None
+    """The data's resolved ``pose`` section (backend, weights, person score, input size,
+    tracking); None when not trained on data."""
+    flow: FlowConfig | None = None
+    """The data's resolved ``flow`` section (inference feeds zero flow; kept as provenance)."""
+    depth: DepthConfig | None = None
+    """The data's resolved ``depth`` section (the depth order of the reference image at
+    inference comes from this backend)."""
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The data's ``backends.json``: per kind (pose, flow, depth) the backend's name, weights
+    path and sha256, and what else decides its output."""
+
+    @property
+    def recorded(self) -> bool:
+        """True once the trainer recorded the training data's extractors."""
+        return self.pose is not None and self.depth is not None
+
+
+@dataclass
 class ModelConfig:
     """The composed animation model (docs/design.md §5). Stored as ``config.yaml`` in model folders."""
 
@@ -172,6 +215,9 @@ class ModelConfig:
     dataset's ``geometry``); inference builds its guider inputs with the same values."""
     weights: WeightSources = field(default_factory=WeightSources)
     """Where the initial weights came from (provenance; empty = random init)."""
+    preprocessing: PreprocessingRecord = field(default_factory=PreprocessingRecord)
+    """The extractors (pose, flow, depth backends and settings) that made the training data;
+    inference defaults to them. Empty until trained."""
     seed: int = 0
     """Seed of the random initialisation (guiders, and everything for random presets)."""
 
@@ -268,5 +314,10 @@ def check_config(cfg: ModelConfig) -> None:
         problems.append("motion.num_attention_heads must divide every unet channel count")
     if len(cfg.vae.block_out_channels) != 4 or len(cfg.guiders.block_out_channels) != 4:
         problems.append("vae and guiders need 4 levels (latents at 1/8 of the pixels)")
+    names = cfg.guiders.names
+    if set(names) - set(GUIDER_NAMES) or len(set(names)) != len(names):
+        problems.append(f"guiders.names {names} must name distinct guiders of {GUIDER_NAMES}")
+    if not set(names) & {"pose", "flow", "order"}:
+        problems.append("guiders.names needs at least one per-frame guider (pose, flow, order)")
     if problems:
         raise ValueError("inconsistent model config: " + "; ".join(problems))

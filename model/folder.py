@@ -2,11 +2,13 @@
 
 ::
 
-    DIR/config.yaml                   format_version + ModelConfig (resolved, model/config.py)
+    DIR/config.yaml                   format_version + ModelConfig (resolved, model/config.py),
+                                      with the training data's extractors (``preprocessing``)
     DIR/unet.safetensors              denoising UNet, diffusers UNet2DConditionModel names
     DIR/motion_modules.safetensors    stage 2 only: diffusers MotionAdapter names
     DIR/reference_unet.safetensors    ReferenceNet, UNet2DConditionModel names
-    DIR/guiders.safetensors           the four guiders (pose., flow., order., reference_pose.)
+    DIR/guiders.safetensors           the model's guiders (``guiders.names``: pose., flow.,
+                                      order., reference_pose.)
     DIR/vae.safetensors               AutoencoderKL names
     DIR/image_encoder.safetensors     transformers CLIPVisionModelWithProjection names
 
@@ -21,6 +23,10 @@ as ``format_version`` at the top of ``config.yaml`` and checked by :func:`read_m
 a folder without it, or of an older or newer version, is refused with a message saying what
 to do (re-create it with this code, or upgrade mcanim), never misread. A change of the layout
 or of :class:`~model.config.ModelConfig` that old folders cannot be read with bumps it.
+Version 2 added ``preprocessing`` (which extractors made the training data, so that inference
+uses them) and ``guiders.names``; a version-1 folder is read only when the caller accepts a
+folder without that record (``accept_unrecorded``), since inference would otherwise fall back
+to extractors the model may never have seen.
 """
 
 from __future__ import annotations
@@ -45,13 +51,21 @@ log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.yaml"
 PARTS = ("unet", "motion_modules", "reference_unet", "guiders", "vae", "image_encoder")
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
 """Version of the model-folder format (the layout above and :class:`ModelConfig`)."""
+UNRECORDED_VERSION = 1
+"""The last version without ``preprocessing`` (readable with ``accept_unrecorded``)."""
 FORMAT_VERSION_KEY = "format_version"
 REDO = (
     "re-create the folder with this code: python -m model.init for an initial model, or "
     "re-export a trained one (run its training again with --resume: a finished run only "
     "writes output_dir/export again)"
+)
+ACCEPT = (
+    "or use it as it is with accept_unrecorded=true (python -m model.animate / "
+    "python -m train.evaluate --accept-unrecorded): the pose and depth extractors are then "
+    "the ones configured for the run (default MoveNet and the feet heuristic), which may not "
+    "be those the model was trained with"
 )
 
 
@@ -59,12 +73,16 @@ class ModelFormatError(ValueError):
     """A model folder written in another version of the format than this code reads."""
 
 
-def check_model_format(data: dict[str, Any], what: str) -> dict[str, Any]:
+def check_model_format(
+    data: dict[str, Any], what: str, *, accept_unrecorded: bool = False
+) -> dict[str, Any]:
     """``data`` (a folder's ``config.yaml``) without ``format_version`` once that is
-    :data:`MODEL_FORMAT_VERSION`; else :class:`ModelFormatError` naming ``what``, the version
-    read, the version this code reads and what to do."""
+    :data:`MODEL_FORMAT_VERSION` (or :data:`UNRECORDED_VERSION` with ``accept_unrecorded``);
+    else :class:`ModelFormatError` naming ``what``, the version read, the version this code
+    reads and what to do."""
     version = data.get(FORMAT_VERSION_KEY)
     reads = f"this code reads model folder format version {MODEL_FORMAT_VERSION}"
+    rest = {k: v for k, v in data.items() if k != FORMAT_VERSION_KEY}
     if version is None:
         raise ModelFormatError(
             f"{what}: no {FORMAT_VERSION_KEY} (written before model folders were versioned); "
@@ -72,6 +90,20 @@ def check_model_format(data: dict[str, Any], what: str) -> dict[str, Any]:
         )
     if not isinstance(version, int) or isinstance(version, bool):
         raise ModelFormatError(f"{what}: {FORMAT_VERSION_KEY} {version!r} is not a number; {reads}")
+    if version == UNRECORDED_VERSION and accept_unrecorded:
+        log.warning(
+            "%s: format version %d does not record which extractors made its training data; "
+            "accepted (accept_unrecorded): the run's configured extractors are used",
+            what,
+            version,
+        )
+        return rest
+    if version == UNRECORDED_VERSION:
+        raise ModelFormatError(
+            f"{what}: model folder format version {version} does not record which pose and "
+            "depth extractors made its training data (version 2 does, and inference defaults "
+            f"to them); {reads}: {REDO}; {ACCEPT}"
+        )
     if version < MODEL_FORMAT_VERSION:
         raise ModelFormatError(
             f"{what}: model folder format version {version} is older than this code reads; "
@@ -82,7 +114,7 @@ def check_model_format(data: dict[str, Any], what: str) -> dict[str, Any]:
             f"{what}: model folder format version {version} is newer than this code reads; "
             f"{reads}: upgrade mcanim to read it"
         )
-    return {k: v for k, v in data.items() if k != FORMAT_VERSION_KEY}
+    return rest
 
 
 def model_config_yaml(cfg: ModelConfig) -> str:
@@ -130,9 +162,10 @@ def _plain(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     return tensor.contiguous().cpu()
 
 
-def read_model_config(folder: str | Path) -> ModelConfig:
+def read_model_config(folder: str | Path, *, accept_unrecorded: bool = False) -> ModelConfig:
     """The resolved :class:`ModelConfig` of a model folder, once its format version is the
-    one this code reads (:class:`ModelFormatError` otherwise)."""
+    one this code reads (:class:`ModelFormatError` otherwise; ``accept_unrecorded`` also
+    reads version-1 folders, whose ``preprocessing`` record is then empty)."""
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(
@@ -142,17 +175,23 @@ def read_model_config(folder: str | Path) -> ModelConfig:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ModelFormatError(f"{path}: expected a mapping, got {type(data).__name__}")
-    return config_from_dict(ModelConfig, check_model_format(data, f"model folder {folder}"))
+    checked = check_model_format(
+        data, f"model folder {folder}", accept_unrecorded=accept_unrecorded
+    )
+    return config_from_dict(ModelConfig, checked)
 
 
 def load_model_folder(
     folder: str | Path,
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
+    *,
+    accept_unrecorded: bool = False,
 ) -> AnimationModel:
-    """Rebuild the model of a folder (strict: every weight present, nothing extra)."""
+    """Rebuild the model of a folder (strict: every weight present, nothing extra);
+    ``accept_unrecorded`` as in :func:`read_model_config`."""
     folder = Path(folder)
-    cfg = read_model_config(folder)
+    cfg = read_model_config(folder, accept_unrecorded=accept_unrecorded)
     expected = [p for p in PARTS if p != "motion_modules" or cfg.motion.enabled]
     missing = [f"{p}.safetensors" for p in expected if not (folder / f"{p}.safetensors").is_file()]
     if missing:
@@ -168,6 +207,10 @@ def load_model_folder(
         raise RuntimeError(f"model folder {folder} left parameters uninitialised")
     model.to(device=device, dtype=dtype).eval()
     log.info(
-        "loaded model folder %s (preset %s, motion %s)", folder, cfg.preset, cfg.motion.enabled
+        "loaded model folder %s (preset %s, motion %s, guiders %s)",
+        folder,
+        cfg.preset,
+        cfg.motion.enabled,
+        ", ".join(cfg.guiders.names),
     )
     return model

@@ -12,7 +12,10 @@ guiders always start fresh (zero-initialised outputs). ``tiny`` is random unless
 given; ``sd15`` needs every public file unless ``--random`` allows random parts (full-size
 plumbing and benchmarks only). Dotted ``key=value`` overrides change the preset's config
 (every key of :class:`model.config.ModelConfig`, listed by ``--help``); precedence: preset <
-flags < overrides. The folder is written by :func:`model.folder.save_model_folder`.
+flags < overrides. The folder is written by :func:`model.folder.save_model_folder`. It records
+no training-data extractors (``preprocessing`` stays empty: it was not trained on any data),
+so ``python -m model.animate`` uses ``pose.*`` / ``depth.*`` as configured (MoveNet and the
+feet heuristic by default); the trainer's exports record theirs.
 """
 
 from __future__ import annotations

@@ -1,18 +1,20 @@
 """Inference-only guider logic: which driving track plays which reference character, and the
 front-to-back order that holds for the whole video.
 
-``model/animate.py`` brings the reference image and the driving poses to the canvas
-(:class:`preprocess.geometry.canvas.Crop`), asks the pure geometry layer for the reference's
-nearness (:func:`preprocess.geometry.canvas.reference_nearness`, from the depth map the entry
-point computed, or the feet heuristic), then:
+``model/animate.py`` (files + extractors), training validation and ``python -m
+train.evaluate`` (stored clips) bring the reference image and the driving poses to the canvas
+(:class:`preprocess.geometry.canvas.Crop`) and hand them here with the reference's depth map
+on the canvas (or None: the feet heuristic):
 
-- :func:`match_characters` matches driving tracks to reference characters (Hungarian on
-  position and pose);
-- :func:`track_priority` fixes the order of the tracks from the reference's order (matched
-  tracks) or their own first pose (unmatched ones);
-- :func:`guider_arrays` gives the four guider inputs of a frame range: in each frame the
-  present tracks get ranks 0, 1, ... in that order (as training ranks the characters of a
-  frame), the background flow is zero, and the maps are drawn by
+- :func:`reference_order` is the whole step: the reference's nearness
+  (:func:`preprocess.geometry.canvas.reference_nearness`), then :func:`match_characters`
+  (driving tracks to reference characters, Hungarian on position and pose), then
+  :func:`track_priority` (the order of the tracks: the reference's order for matched tracks,
+  their own first pose for the others), fixed for the whole video;
+- :func:`guider_arrays` gives the guider inputs of a frame range: in each frame the tracks
+  on the canvas get ranks 0, 1, ... in that order
+  (:func:`preprocess.geometry.canvas.canvas_ranks`, as training ranks the characters on its
+  canvas), the background flow is zero, and the maps are drawn by
   :func:`preprocess.geometry.canvas.build_guider_arrays`, the function training uses.
 
 The arrays go next to :meth:`model.guiders.Conditions.from_arrays` (float tensors).
@@ -20,10 +22,17 @@ The arrays go next to :meth:`model.guiders.Conditions.from_arrays` (float tensor
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from preprocess.geometry.canvas import GuiderArrays, build_guider_arrays, frame_ranks
+from preprocess.geometry.canvas import (
+    GUIDER_INPUTS,
+    GuiderArrays,
+    build_guider_arrays,
+    reference_nearness,
+)
 from preprocess.geometry.config import GeometryConfig
 from preprocess.geometry.layout import BODY
 from preprocess.geometry.order import nearness_from_feet
@@ -101,15 +110,33 @@ def track_priority(
     return priority
 
 
+def reference_order(
+    reference: np.ndarray,
+    driving: np.ndarray,
+    size: Size,
+    geo: GeometryConfig,
+    depth: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(match (P_d,), priority (P_d,)) of driving keypoints (T, P_d, 133, 3) and reference
+    keypoints (P_r, 133, 3), both in canvas pixels of ``size``; ``depth`` (H, W) is the
+    reference image's relative inverse depth on the canvas, or None for the feet heuristic.
+    The one computation of the held order that animation, validation and evaluation share."""
+    nearness = reference_nearness(reference, geo, depth)  # (P_r,)
+    match = match_characters(reference, driving, size, geo)
+    return match, track_priority(match, nearness, driving, geo)
+
+
 def guider_arrays(
     driving: np.ndarray,
     reference: np.ndarray,
     priority: np.ndarray,
     size: Size,
     geo: GeometryConfig,
+    inputs: Collection[str] = GUIDER_INPUTS,
 ) -> GuiderArrays:
     """Inference inputs for driving keypoints (T, P, 133, 3) and reference keypoints
-    (P_r, 133, 3), both in canvas pixels of ``size``; ``priority`` from
-    :func:`track_priority` fixes the ranks, and the background flow is zero."""
-    present = present_characters(driving, geo.keypoint_threshold, geo.min_keypoints)  # (T, P)
-    return build_guider_arrays(driving, reference, frame_ranks(priority, present), size, geo)
+    (P_r, 133, 3), both in canvas pixels of ``size``; ``priority`` (P,) from
+    :func:`track_priority` orders the tracks in every frame (ranks among the tracks on the
+    canvas), the background flow is zero; only the guider ``inputs`` named are made."""
+    keys = np.broadcast_to(np.asarray(priority, np.int64), driving.shape[:2])  # (T, P)
+    return build_guider_arrays(driving, reference, keys, size, geo, inputs=inputs)

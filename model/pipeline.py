@@ -19,6 +19,15 @@ starts are ``stride`` apart; the last window is aligned with the end, so every w
 trained length and every frame is covered. At every step each window's prediction is computed
 and the predictions of frames that several windows share are averaged, then one DDIM step
 updates the whole sequence.
+
+Numerics. The UNets may run in bfloat16 (``dtype=auto`` on CUDA), but the sampler's state does
+not: the latents, the window accumulation (sum and count of the overlapping predictions), the
+classifier-free-guidance combination and every DDIM update are float32, and each UNet call
+gets a copy of its window cast to the model's dtype and returns float32. diffusers does the
+update in float32 too (its Euler and DPM-Solver schedulers upcast the sample in ``step``, "to
+avoid precision issues when computing prev_sample"); here the state also stays float32
+between steps, since in bfloat16 (8 bits of mantissa) the small per-step change of a
+50-step DDIM update ``x_{t-1} = a x_t + b eps`` is largely rounded away.
 """
 
 from __future__ import annotations
@@ -59,11 +68,12 @@ def window_spans(num_frames: int, window: int = 16, stride: int = 8) -> list[Spa
 
 
 def blend_windows(predict: Predictor, latents: torch.Tensor, spans: list[Span]) -> torch.Tensor:
-    """Average of the windows' predictions per frame: latents (B, T, ...) -> (B, T, ...)."""
-    total = torch.zeros_like(latents)
-    count = torch.zeros(latents.shape[1], dtype=latents.dtype, device=latents.device)  # (T,)
+    """Average of the windows' predictions per frame: latents (B, T, ...) -> (B, T, ...)
+    float32 (sum and count accumulated in float32 whatever dtype ``predict`` returns)."""
+    total = torch.zeros(latents.shape, dtype=torch.float32, device=latents.device)
+    count = torch.zeros(latents.shape[1], dtype=torch.float32, device=latents.device)  # (T,)
     for start, stop in spans:
-        total[:, start:stop] += predict(latents[:, start:stop], (start, stop))
+        total[:, start:stop] += predict(latents[:, start:stop], (start, stop)).float()
         count[start:stop] += 1
     if bool((count == 0).any()):
         raise ValueError("the windows leave frames uncovered")
@@ -97,13 +107,15 @@ def guided_prediction(
     reference: Reference,
     guidance_scale: float,
 ) -> torch.Tensor:
-    """CFG prediction for latents (B, F, 4, h, w) at timestep ``t`` (scalar tensor)."""
+    """CFG prediction (float32) for latents (B, F, 4, h, w) at timestep ``t`` (scalar
+    tensor); the UNet runs in the model's dtype, the combination in float32."""
     timesteps = t.expand(latents.shape[0]).to(latents.device)  # (B,)
-    cond = model.denoise(latents, timesteps, reference.context, c_multi, reference.tokens)
+    sample = latents.to(model.dtype)  # the UNet's input dtype; the sampler keeps float32
+    cond = model.denoise(sample, timesteps, reference.context, c_multi, reference.tokens).float()
     if guidance_scale == 1.0:
         return cond
     empty = torch.zeros_like(reference.context)
-    uncond = model.denoise(latents, timesteps, empty, c_multi, None)
+    uncond = model.denoise(sample, timesteps, empty, c_multi, None).float()
     return uncond + guidance_scale * (cond - uncond)
 
 
@@ -149,17 +161,18 @@ def sample_latents(
     sampling: SamplingConfig,
     progress: bool = True,
 ) -> torch.Tensor:
-    """DDIM from seeded noise to latents (B, T, 4, h, w), windowed, with CFG.
+    """DDIM from seeded noise to float32 latents (B, T, 4, h, w), windowed, with CFG.
 
     ``c_multi`` (B, T, C0, h, w) from :func:`guide_frames`. The initial noise comes from a CPU
-    generator seeded with ``sampling.seed``, so a seed gives the same video on any device.
+    generator seeded with ``sampling.seed``, so a seed gives the same video on any device. The
+    latents and the scheduler's updates stay float32 whatever the model's dtype.
     """
     b, frames, _, h, w = c_multi.shape
     scheduler = build_ddim(model.cfg)
     scheduler.set_timesteps(sampling.steps, device=model.device)
     generator = torch.Generator().manual_seed(sampling.seed)
     shape = (b, frames, model.cfg.vae.latent_channels, h, w)
-    latents = torch.randn(shape, generator=generator).to(model.device, model.dtype)
+    latents = torch.randn(shape, generator=generator).to(model.device, torch.float32)
     latents = latents * scheduler.init_noise_sigma
     spans = window_spans(frames, sampling.window, sampling.stride)
     log.info(

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from shards.config import HelpFormatter
 from shards.logs import setup_logging
+from shards.storage import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +176,9 @@ def read_manifest() -> dict[str, dict[str, object]]:
 
 
 def write_manifest(files: dict[str, dict[str, object]]) -> None:
-    path = cache_dir() / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"files": files}, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_text(
+        str(cache_dir() / MANIFEST), json.dumps({"files": files}, indent=2, sort_keys=True) + "\n"
+    )
 
 
 def mirrored(url: str, mirror: str) -> str:
@@ -191,17 +190,15 @@ def mirrored(url: str, mirror: str) -> str:
 
 def download(url: str, dest: Path, timeout: float = 60.0) -> str:
     """Stream ``url`` to ``dest`` (temporary name, then rename); returns the sha256."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
     digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, tmp.open("wb") as out:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                digest.update(block)
-                out.write(block)
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with (
+        atomic_path(str(dest)) as tmp,
+        urllib.request.urlopen(url, timeout=timeout) as response,
+        open(tmp, "wb") as out,
+    ):
+        for block in iter(lambda: response.read(1 << 20), b""):
+            digest.update(block)
+            out.write(block)
     return digest.hexdigest()
 
 

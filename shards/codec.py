@@ -20,8 +20,9 @@ field          bytes                                                            
 
 float16 rounds to nearest: for ``|x| >= 2**-14`` the error is at most ``|x| * 2**-11``
 (0.05%), below that at most ``2**-25``; values beyond ±65504 are refused. Flow may first be
-rounded to a grid (``flow_step``, off by default) to compress better. Arrays are always
-read with ``allow_pickle=False``; an ``.npz`` field holds exactly one array, ``arr_0``.
+rounded to a grid (``flow_step``; 1/32 px in the preprocessing config, ``None`` = off) to
+compress better. Arrays are always read with ``allow_pickle=False``; an ``.npz`` field holds
+exactly one array, ``arr_0``.
 """
 
 from __future__ import annotations

@@ -5,9 +5,11 @@ versa; Parquet schemas are the contract's; tar members are ``KEY.FIELD`` with kn
 contiguous samples; a tar's keys equal its rows' keys; every field of every sample decodes;
 the arrays agree with each other (T, P, map size) and with the row (``n_frames``, ``width``,
 ``height``, ``map_width``, ``map_height``, ``n_tracks``, ``fps``); keys are unique; every
-clip's video has a row; an ok video's ``n_clips``/``n_frames`` match its clip rows, and a
-failed or skipped video has none; every sample's ``format_version`` is the one this code
-reads (``schema.check_format_version``).
+clip's video has a row; an ok video's ``n_clips``/``n_frames`` match its clip rows and its
+statistics (``bg_flow_mean``, ``occlusion_rate_mean``, ``characters_max``,
+``multi_character_frac``) equal their aggregation over those rows (:func:`video_stats`,
+docs/design.md §3), and a failed or skipped video has none; every sample's
+``format_version`` is the one this code reads (``schema.check_format_version``).
 
 A remote output (``s3://...``) is read through ``shards.storage`` and checked the same way,
 except for leftovers: tmp and staging files exist only in local outputs (a remote writer
@@ -18,9 +20,10 @@ says so.
 from __future__ import annotations
 
 import logging
+import math
 import tarfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,13 @@ from shards.storage import (
 )
 
 log = logging.getLogger(__name__)
+
+STAT_RTOL = 1e-4
+"""Relative tolerance of a video statistic against its clips' aggregation. Not 0: a resumed
+video's row aggregates the re-run's clip rows, while clips already committed by the killed
+run keep their earlier rows (the same clips, computed again: equal up to float noise of the
+flow and pose backends). A wrong aggregation (unweighted, wrong weights) differs by far more."""
+STAT_ATOL = 1e-6
 
 
 @dataclass
@@ -266,6 +276,14 @@ def _check_tables(
             )
         elif v["status"] != "ok" and rows:
             report.add("stats/videos", f"{v['status']} video {v['video_id']} has clip rows")
+        if v["status"] == "ok" and rows:
+            for name, want in video_stats(rows).items():
+                if not _same_stat(v[name], want):
+                    report.add(
+                        "stats/videos",
+                        f"ok video {v['video_id']} says {name} = {v[name]}, its clips aggregate "
+                        f"to {want} (docs/design.md §3)",
+                    )
     orphans = sorted(per_video.keys() - {v["video_id"] for v in videos})
     if orphans:
         report.add(
@@ -273,3 +291,35 @@ def _check_tables(
             f"clips of {len(orphans)} video(s) without a video row, e.g. {orphans[0]} "
             "(an interrupted run; re-running it completes them)",
         )
+
+
+def video_stats(clips: Sequence[Mapping[str, Any]]) -> dict[str, float | int | None]:
+    """A video's statistics from its clips rows, as docs/design.md §3 defines them.
+
+    ``bg_flow_mean``: clip values weighted by their ``n_frames - 1`` flow frames;
+    ``occlusion_rate_mean``: weighted by their frames with >= 2 characters
+    (``multi_character_frac * n_frames``); ``multi_character_frac``: weighted by ``n_frames``;
+    ``characters_max``: the max (0 without clips). Null clip values carry no weight; a mean
+    with no weight at all is None. Written here from the definitions, separately from the
+    job's ``preprocess.runner.video_row_ok``, so that ``validate`` checks what the job wrote.
+    """
+
+    def mean(pairs: list[tuple[float | None, float]]) -> float | None:
+        kept = [(v, w) for v, w in pairs if v is not None and w > 0]
+        total = math.fsum(w for _, w in kept)
+        return math.fsum(v * w for v, w in kept) / total if total > 0 else None
+
+    return {
+        "bg_flow_mean": mean([(c["bg_flow_mean"], c["n_frames"] - 1) for c in clips]),
+        "occlusion_rate_mean": mean(
+            [(c["occlusion_rate_mean"], c["multi_character_frac"] * c["n_frames"]) for c in clips]
+        ),
+        "characters_max": max((int(c["characters_max"]) for c in clips), default=0),
+        "multi_character_frac": mean([(c["multi_character_frac"], c["n_frames"]) for c in clips]),
+    }
+
+
+def _same_stat(got: float | int | None, want: float | int | None) -> bool:
+    if got is None or want is None:
+        return got is None and want is None
+    return math.isclose(got, want, rel_tol=STAT_RTOL, abs_tol=STAT_ATOL)

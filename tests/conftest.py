@@ -3,6 +3,13 @@
 Tests that need them fail (never skip) when the folder is missing: CI must not go green
 without having looked at real data. ``s3_server`` is a real S3-protocol server (moto) on
 loopback for the ``s3://`` tests; every test leaves the logging setup as it found it.
+
+Hypothesis profiles: ``ci`` (derandomized: the same examples on every run, so a red test is
+reproducible; no example database) is loaded when ``HYPOTHESIS_PROFILE=ci`` (``make test``
+and so ``.ci/run`` set it) or ``CI`` is set (CI services do); ``dev`` (random examples: each
+run explores new ones) otherwise, e.g. a plain ``pytest``. Neither has a per-example deadline
+or the too-slow health check: both are wall-clock limits that a loaded machine trips at
+random.
 """
 
 from __future__ import annotations
@@ -14,8 +21,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from preprocess.weights import assets_dir
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 
 @pytest.fixture(scope="session")

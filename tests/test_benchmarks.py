@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py"))
 PACKAGES = {"preprocess", "shards", "model", "train", "tests"}
-HELP = ["extractors.py", "denoising.py", "loader.py"]
+HELP = ["extractors.py", "denoising.py", "loader.py", "browse.py", "mutation.py"]
 QUICK = {  # script -> lines its --quick run must print
     "extractors.py": [
         "| flow dis (medium) |",
@@ -58,12 +58,15 @@ def test_the_scripts_are_all_known() -> None:
 
 
 @pytest.mark.parametrize("script", HELP)
-def test_help(script: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_help(
+    script: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = importlib.util.spec_from_file_location(
         f"benchmark_{Path(script).stem}", BENCHMARKS / script
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
     spec.loader.exec_module(module)
     with pytest.raises(SystemExit) as done:
         module.main(["--help"])

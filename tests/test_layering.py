@@ -8,7 +8,8 @@ module it names (``from a.b import c`` is ``a.b.c`` when that is a module, else 
   of ours outside ``shards``; the CLI and the viewers may add the pure geometry layer;
 - the geometry layer (``preprocess.geometry``) imports nothing of ours but itself and the
   shard format, and no library but NumPy, OpenCV and SciPy;
-- ``model`` imports nothing of ``train``, Ray, DeepSpeed or the shard reader/writer;
+- ``model`` imports nothing of ``train``, Ray, DeepSpeed or the shard reader/writer, and only
+  ``model.animate`` (inference from a driving video) runs the extractor backends;
 - no import cycle between modules; no private name imported from another module;
 - benchmarks import the packages, never ``tests``, and do not edit ``sys.path``.
 """
@@ -26,8 +27,18 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("preprocess", "shards", "model", "train")
 GEOMETRY_LIBRARIES = {"numpy", "cv2", "scipy", "__future__"}
 """The only libraries the pure geometry layer may import besides the standard library."""
-SHARDS_FRONTENDS = ("shards.cli", "shards.__main__", "shards.show", "shards.browse")
+SHARDS_FRONTENDS = (
+    "shards.cli",
+    "shards.__main__",
+    "shards.show",
+    "shards.colors",
+    "shards.browse",
+)
 """The parts of ``shards`` that are not the format: its CLI and the data viewers."""
+EXTRACTORS = ("preprocess.pose", "preprocess.flow", "preprocess.depth")
+"""The extractor backends (models run on frames)."""
+EXTRACTOR_USERS = {"model.animate"}
+"""The one ``model`` module that runs extractors: inference on a driving video."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,8 @@ def _violations(rule: str, imports: list[Import] = ALL_IMPORTS) -> list[str]:
             bad = _under(t, "train", "ray", "deepspeed") or _under(
                 t, "shards.reader", "shards.writer", "shards.staging", "shards.publish"
             )
+        elif rule == "extractors" and _under(m, "model") and m not in EXTRACTOR_USERS:
+            bad = _under(t, *EXTRACTORS)
         else:
             continue
         if bad:
@@ -129,7 +142,7 @@ def _format(target: str) -> bool:
     return _under(target, "shards") and not _under(target, *SHARDS_FRONTENDS)
 
 
-@pytest.mark.parametrize("rule", ["format", "frontends", "geometry", "model"])
+@pytest.mark.parametrize("rule", ["format", "frontends", "geometry", "model", "extractors"])
 def test_layers_import_only_what_they_may(rule: str) -> None:
     assert _violations(rule) == []
 
@@ -245,10 +258,13 @@ def test_the_contract_sees_a_planted_violation(tmp_path: Path) -> None:
         "from train.config import TrainConfig\n"
         "def f():\n    from shards.schema import _private\n"
         "from . import guiders\n"
+        "from preprocess.pose import create_pose_backend\n"
     )
     imports = imports_of("model.planted", _write(tmp_path / "planted.py", source))
-    assert [i.target for i in imports] == ["train.config", "shards.schema", "model.guiders"]
+    targets = [i.target for i in imports]
+    assert targets == ["train.config", "shards.schema", "model.guiders", "preprocess.pose"]
     assert _violations("model", imports) == ["model.planted:1 imports train.config"]
+    assert _violations("extractors", imports) == ["model.planted:5 imports preprocess.pose"]
     assert private_imports(imports) == ["model.planted:3 imports shards.schema (_private)"]
 
 

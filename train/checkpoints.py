@@ -36,9 +36,9 @@ from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoin
 
 from model.folder import save_model_folder
 from preprocess.devices import torch_dtype
-from preprocess.geometry.config import GeometryConfig
 from shards.storage import atomic_path
 from train.config import TrainConfig
+from train.provenance import Provenance
 from train.stages import load_stage_model
 
 log = logging.getLogger(__name__)
@@ -127,11 +127,12 @@ def export_model(
     cfg: TrainConfig,
     weights: Mapping[str, torch.Tensor],
     trained: list[str],
-    geometry: GeometryConfig,
+    data: Provenance,
 ) -> Path:
     """Write ``output_dir/export``: ``init_from``'s model (frozen parts exactly as loaded, the
-    engine may hold them in bf16) with the ``trained`` parameters taken from ``weights``."""
-    base = load_stage_model(cfg.init_from, cfg.stage, geometry)
+    engine may hold them in bf16) with the stage's guiders, the ``trained`` parameters taken
+    from ``weights``, and the training data's geometry and extractor record (``data``)."""
+    base = load_stage_model(cfg.init_from, cfg.stage, data)
     target = dict(base.named_parameters())
     with torch.no_grad():
         for name in trained:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from model.config import GUIDER_NAMES
+
 PARTS = ("unet", "motion_modules", "reference_unet", "guiders")
 """Trainable parts: ``unet`` = the denoising UNet's spatial (SD 1.5) layers, ``motion_modules``
-= its AnimateDiff layers, ``reference_unet`` = the ReferenceNet, ``guiders`` = the four
-guiders. The VAE and the CLIP image encoder are always frozen and live outside DeepSpeed."""
+= its AnimateDiff layers, ``reference_unet`` = the ReferenceNet, ``guiders`` = the model's
+guiders (all four, or those ``stage.guiders`` keeps). The VAE and the CLIP image encoder are always frozen and live outside DeepSpeed."""
 
 
 @dataclass
@@ -35,6 +37,12 @@ class StageSpec:
     only; the paper starts from AnimateDiff v2)."""
     frames: int = 1
     """Target frames per sample: 1 (stage 1: one frame of the clip) or 16 (stage 2)."""
+    guiders: list[str] = field(default_factory=list)
+    """Guiders the trained model keeps, of ``pose``, ``flow``, ``order``, ``reference_pose``
+    (the model's guider names); the others are removed from ``init_from``'s model: not
+    trained, not fed (the loader does not build their inputs) and not in the export, whose
+    ``guiders.names`` tells inference. The paper's Table 4 variants, e.g.
+    ``[pose, flow, reference_pose]`` (no depth order). Empty: all of ``init_from``'s."""
 
 
 @dataclass
@@ -46,6 +54,11 @@ class DataConfig:
     where: str = ""
     """SQL filter over the clips table (DuckDB), e.g. ``bg_flow_mean < 20 and
     characters_max >= 1``; empty keeps every clip."""
+    keys: str = ""
+    """Keys file (local path or ``s3://``): one clip key per line, as ``python -m shards
+    select --to FILE.txt`` and the dataset browser's export write it (or select's JSON).
+    Training then reads only these clips (and ``where`` still applies); a key that is not a
+    clip of ``root`` is an error. Empty: no key filter."""
     multi_character_repeat: float = 1.0
     """Oversampling: each clip with ``characters_max >= 2`` is read this many times per epoch
     (the fractional part as a seeded coin flip)."""
@@ -175,6 +188,11 @@ def check_train_config(cfg: TrainConfig) -> None:
     unknown = sorted(set(cfg.stage.train) - set(PARTS))
     if unknown or not cfg.stage.train:
         problems.append(f"stage.train must name parts of {list(PARTS)}, got {cfg.stage.train}")
+    guiders = cfg.stage.guiders
+    if set(guiders) - set(GUIDER_NAMES) or len(set(guiders)) != len(guiders):
+        problems.append(f"stage.guiders must name distinct guiders of {list(GUIDER_NAMES)}")
+    elif guiders and not set(guiders) & {"pose", "flow", "order"}:
+        problems.append("stage.guiders needs a per-frame guider (pose, flow or order)")
     if "motion_modules" in cfg.stage.train and not cfg.stage.motion_modules:
         problems.append("stage.train has motion_modules but stage.motion_modules is false")
     if cfg.stage.frames < 1 or cfg.data.frame_stride < 1:

@@ -2,20 +2,24 @@
 
     python -m train.evaluate --checkpoint out/train/stage2/export --data out/shards \\
         --out out/eval [--where "characters_max >= 2"] [--heldout-of out/train/stage2] \\
-        [--ablate none,flow,depth_order,ref_pose] [--clips 8] [--frames 64] \\
+        [--ablate none,flow,order,reference_pose] [--clips 8] [--frames 64] \\
         [--steps 50 --guidance-scale 1.5 --height 896 --width 640] [--weights DIR] \\
         [standard.size=512 standard.clip_len=16 ...]
 
 Every selected clip (``--where`` over the clips table, optionally only the clips a training
 run held out, ``--heldout-of RUN_DIR``) is animated from one of its frames (the first,
-``--reference-frame``) and its stored poses: the guider inputs are built as validation builds
-them (:func:`train.examples.build_example` with inference's zero background flow, depth order
-from the stored ranks) and :func:`model.pipeline.generate`, the inference sequence of
-``python -m model.animate`` (DDIM + CFG in overlapping windows), animates. Generated and real
-frames are then brought to the unified standard (:mod:`model.metrics.standard`) and scored
-(:mod:`model.metrics.suite`). ``--ablate`` evaluates the same checkpoint with one guider's
-input zeroed (flow, depth order or reference pose: the paper's Table 4), one table row per
-variant. Writes ``OUT/report.json``, ``report.md``, ``report.html`` and contact sheets
+``--reference-frame``) and its stored poses: the guider inputs are built as ``python -m
+model.animate`` builds them (:func:`train.examples.inference_example`: zero background flow,
+the reference frame's depth order held for every frame, the extractor outputs read from the
+clip) and :func:`model.pipeline.generate`, the inference sequence of ``python -m
+model.animate`` (DDIM + CFG in overlapping windows), animates; validation does the same.
+Generated and real frames are then brought to the unified standard
+(:mod:`model.metrics.standard`) and scored (:mod:`model.metrics.suite`). ``--ablate`` zeroes
+one guider's input *at inference* on the same trained model (``pose``, ``flow``, ``order``,
+``reference_pose``: the model's guider names), one table row per entry; the paper's Table 4
+variants are instead *trained* without the guider (``stage.guiders``, docs/train.md), and
+evaluating such a model reports its guiders. When ``--data`` was made by other extractors
+than the model's training data (its folder's ``preprocessing`` record) a warning says so. Writes ``OUT/report.json``, ``report.md``, ``report.html`` and contact sheets
 ``OUT/sheets/VARIANT/KEY.png`` (:mod:`train.report`). Every option is listed by ``--help``.
 See docs/evaluate.md.
 
@@ -39,8 +43,9 @@ import yaml
 from model.components import build_image_processor
 from model.composed import AnimationModel
 from model.config import SamplingConfig
+from model.extractors import same_extractors
 from model.folder import load_model_folder
-from model.guiders import Conditions
+from model.guiders import GUIDER_NAMES, Conditions
 from model.metrics.standard import Standard, unify
 from model.metrics.suite import ALL_METRICS, FeatureNets, score_clips
 from model.metrics.weights import FILES
@@ -51,13 +56,17 @@ from shards.config import ConfigCLI, config_from_dict
 from shards.logs import setup_logging
 from shards.reader import iter_samples, read_clips
 from train.config import TrainConfig
-from train.examples import build_example
+from train.examples import inference_example
 from train.loader import select_clips
+from train.provenance import read_provenance
 from train.report import contact_sheet, write_report, write_sheet
 
 log = logging.getLogger(__name__)
 
-ABLATIONS = ("none", "flow", "depth_order", "ref_pose")
+ABLATIONS = ("none", *GUIDER_NAMES)
+"""``--ablate`` entries: ``none`` (the model as it is) or a guider whose input is zeroed."""
+RENAMED = {"depth_order": "order", "ref_pose": "reference_pose"}
+"""Former ``--ablate`` names, refused with their new name (report rows are keyed by them)."""
 SAMPLING_FLAGS = ("steps", "guidance_scale", "height", "width", "seed", "window", "stride")
 """``sampling.*`` keys that also have a flag (``--steps``, ``--guidance-scale``, ...)."""
 
@@ -83,7 +92,10 @@ class EvalConfig:
     reference_frame: int = 0
     """Clip frame used as the reference image."""
     ablate: list[str] = field(default_factory=lambda: ["none"])
-    """Variants: none | flow | depth_order | ref_pose (that guider's input zeroed)."""
+    """Inference-time input zeroing, one report row each: ``none`` (the model as it is) or a
+    guider name (``pose``, ``flow``, ``order``, ``reference_pose``) whose input is set to zero
+    at inference on this same model. Not the paper's Table 4 ablation, whose variants are
+    trained without the guider (``stage.guiders`` in training)."""
     metrics: list[str] = field(default_factory=lambda: list(ALL_METRICS))
     """Metrics to compute (l1 psnr ssim lpips fid fid_vid fvd)."""
     weights: str = ""
@@ -96,6 +108,9 @@ class EvalConfig:
     dtype: str = "auto"
     """Model dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU) | ``float32`` | ``float16`` |
     ``bfloat16``."""
+    accept_unrecorded: bool = False
+    """Accept a model folder of format version 1, which does not record the extractors of
+    its training data (``--data``'s are then not compared with them)."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """DDIM sampling of the animations: steps, guidance, windows, canvas size, seed."""
     standard: Standard = field(default_factory=Standard)
@@ -112,6 +127,7 @@ def build_cli() -> tuple[ConfigCLI[EvalConfig], argparse.ArgumentParser]:
     for name in ("--where", "--heldout-of", "--clips", "--frames", "--reference-frame"):
         cli.flag(parser, name)
     cli.flag(parser, "--ablate", metavar=",".join(ABLATIONS))
+    cli.flag(parser, "--accept-unrecorded")
     cli.flag(parser, "--metrics", metavar=",".join(ALL_METRICS))
     for name in ("--weights", "--stand-in-features", "--device"):
         cli.flag(parser, name)
@@ -125,6 +141,9 @@ def parse_args(argv: Sequence[str] | None) -> EvalConfig:
     """The :class:`EvalConfig` of a command line; unknown variants or metrics exit (2)."""
     cli, parser = build_cli()
     cfg = cli.config(parser.parse_args(argv))
+    renamed = [f"{a} is now {RENAMED[a]}" for a in cfg.ablate if a in RENAMED]
+    if renamed:
+        parser.error(f"--ablate uses the model's guider names: {'; '.join(renamed)}")
     bad = [a for a in cfg.ablate if a not in ABLATIONS] + [
         m for m in cfg.metrics if m not in ALL_METRICS
     ]
@@ -134,13 +153,15 @@ def parse_args(argv: Sequence[str] | None) -> EvalConfig:
 
 
 def ablated(guiders: GuiderArrays, variant: str) -> GuiderArrays:
-    """The guider inputs with one of them zeroed (``none``: unchanged)."""
-    name = {"none": "", "flow": "flow", "depth_order": "order", "ref_pose": "reference_pose"}[
-        variant
-    ]
-    if not name:
+    """The guider inputs with the input of guider ``variant`` zeroed (``none``: unchanged)."""
+    if variant == "none":
         return guiders
-    return replace(guiders, **{name: np.zeros_like(getattr(guiders, name))})
+    if variant not in GUIDER_NAMES:
+        raise ValueError(f"--ablate {variant!r}: not a guider name ({list(GUIDER_NAMES)})")
+    current = getattr(guiders, variant)
+    if current is None:
+        raise ValueError(f"--ablate {variant}: the model has no {variant} guider to zero")
+    return replace(guiders, **{variant: np.zeros_like(current)})
 
 
 def select_keys(cfg: EvalConfig) -> list[str]:
@@ -167,19 +188,29 @@ def animate_clips(
     """variant -> key -> {reference, pose, generated, real} frames on the sampling canvas."""
     processor = build_image_processor(model.cfg)
     size = (cfg.sampling.height, cfg.sampling.width)
+    geo, inputs = model.cfg.geometry, model.cfg.guiders.names
+    missing = [v for v in cfg.ablate if v != "none" and v not in inputs]
+    if missing:
+        raise ValueError(
+            f"--ablate {missing}: the model has no such guider (its guiders: {inputs}); a "
+            "model trained without one needs no zeroing"
+        )
     results: dict[str, dict[str, dict[str, np.ndarray]]] = {v: {} for v in cfg.ablate}
-    for sample in iter_samples(cfg.data, keys=keys):
+    fields = ("mp4", "pose.npy", "ranks.npy", "depth.npz", "json")
+    for sample in iter_samples(cfg.data, fields=fields, keys=keys):
         n = len(sample.frames) if not cfg.frames else min(cfg.frames, len(sample.frames))
         if not 0 <= cfg.reference_frame < len(sample.frames):
             raise ValueError(f"{sample.key}: no frame {cfg.reference_frame} ({len(sample.frames)})")
-        example = build_example(
-            sample, cfg.reference_frame, list(range(n)), size, model.cfg.geometry, processor, True
+        frames = list(range(n))
+        example = inference_example(
+            sample, cfg.reference_frame, frames, size, geo, processor, inputs
         )
         for variant in cfg.ablate:
             t0 = time.perf_counter()
             conditions = Conditions.from_arrays(ablated(example.guiders, variant))
             generated = generate(model, example.reference, conditions, n, cfg.sampling)
             log.info("%s %s: %d frames in %.1fs", variant, sample.key, n, time.perf_counter() - t0)
+            assert example.guiders.pose is not None  # always made, for the sheets
             results[variant][sample.key] = {
                 "reference": example.reference,
                 "pose": example.guiders.pose,
@@ -187,6 +218,27 @@ def animate_clips(
                 "real": example.frames,
             }
     return results
+
+
+def check_data_extractors(cfg: EvalConfig, model: AnimationModel) -> None:
+    """Warn when ``--data`` was made by other extractors than the model's training data:
+    evaluation reads the clips' stored poses and depth, so their extractors are the inputs'."""
+    record = model.cfg.preprocessing
+    if not record.recorded:
+        log.info("%s records no training-data extractors: not compared", cfg.checkpoint)
+        return
+    data = read_provenance(cfg.data).record
+    if not same_extractors(record, data):
+        log.warning(
+            "%s was made by other extractors than the model's training data %s (pose %s, "
+            "depth %s here; pose %s, depth %s there): the guider inputs differ from training",
+            cfg.data,
+            record.data,
+            data.backends.get("pose", {}).get("name", data.pose and data.pose.backend),
+            data.backends.get("depth", {}).get("name", data.depth and data.depth.backend),
+            record.backends.get("pose", {}).get("name", record.pose and record.pose.backend),
+            record.backends.get("depth", {}).get("name", record.depth and record.depth.backend),
+        )
 
 
 def implementations() -> dict[str, str]:
@@ -208,9 +260,15 @@ def implementations() -> dict[str, str]:
 def run(cfg: EvalConfig) -> dict[str, Any]:
     """Load the model, animate the selected clips per variant, score them, write the report."""
     device = torch_device(cfg.device)
-    model = load_model_folder(cfg.checkpoint, device=device, dtype=torch_dtype(cfg.dtype, device))
+    model = load_model_folder(
+        cfg.checkpoint,
+        device=device,
+        dtype=torch_dtype(cfg.dtype, device),
+        accept_unrecorded=cfg.accept_unrecorded,
+    )
     if model.cfg.preset == "tiny":
         log.warning("tiny model: random-weight plumbing model, its scores mean nothing")
+    check_data_extractors(cfg, model)
     keys = select_keys(cfg)
     log.info("evaluating %d clip(s), variants %s", len(keys), cfg.ablate)
     generated = animate_clips(cfg, model, keys)
@@ -222,6 +280,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
             "sampling": asdict(cfg.sampling),
             "standard": cfg.standard.to_dict(),
             "model_preset": model.cfg.preset,
+            "model_guiders": list(model.cfg.guiders.names),
             "implementations": implementations(),
         },
         "clips": sorted(generated[cfg.ablate[0]]),

@@ -2,12 +2,14 @@
 
 ::
 
-    clips table --data.where (DuckDB)--> selected keys, oversampling, held-out keys
+    clips table --data.keys file, data.where (DuckDB)--> selected keys, oversampling,
+        held-out keys
     shard list --seeded shuffle per epoch--> split by rank x worker (shards; samples if
         there are fewer shards than readers) --shards.reader.iter_raw--> encoded clips
         --key filter, repeats--> seeded shuffle buffer (encoded bytes)
-        --skip what a resumed run already consumed--> shards.codec.decode_sample
-        --train.examples.build_example--> Example --collate--> Batch (one worker per batch)
+        --skip what a resumed run already consumed--> shards.codec.decode_sample (only the
+        fields the model's guiders use) --train.examples.build_example (only the inputs of the
+        model's guiders)--> Example --collate--> Batch (one worker per batch)
 
 Every random choice is seeded: the shard order by (seed, epoch), the shuffle buffer by
 (seed, epoch, stream), the frames of a clip by (seed, epoch, key, repeat). A *stream* is one
@@ -45,13 +47,17 @@ from model.guiders import Conditions
 from preprocess.config import read_output_config
 from preprocess.geometry.config import GeometryConfig
 from shards.codec import decode_sample
-from shards.reader import iter_raw, read_clips, shard_paths
+from shards.keys import keys_in_table, read_keys
+from shards.reader import filter_table, iter_raw, read_clips, shard_paths
 from train.config import DataConfig
 from train.examples import BadSample, Example, build_example, pick_frames
 
 log = logging.getLogger(__name__)
 
 Position = tuple[int, int]  # (epoch, index of the last consumed clip in the stream's epoch)
+TRAINING_FIELDS = ("mp4", "pose.npy", "ranks.npy", "json")
+"""Sample fields a training example needs (plus ``flow.npz`` with a flow guider); the stored
+masks, order maps and depth are redrawn or unused, so never decoded."""
 
 
 def _hash(*parts: object) -> int:
@@ -75,13 +81,20 @@ class Selection:
 
 
 def select_clips(cfg: DataConfig, holdout: int) -> Selection:
-    """Apply ``data.where`` to the clips table and set ``holdout`` clips aside (the clips
-    with the smallest hash of ``(seed, key)``, so the choice is stable and spread)."""
-    table = read_clips(cfg.root, cfg.where or None, ["key", "shard", "characters_max"])
+    """Keep the clips of the ``data.keys`` file (if set) that match ``data.where`` and set
+    ``holdout`` clips aside (the clips with the smallest hash of ``(seed, key)``, so the
+    choice is stable and spread)."""
+    table = read_clips(cfg.root)
+    if cfg.keys:
+        table = keys_in_table(table, read_keys(cfg.keys), f"data.keys={cfg.keys}")
+    if cfg.where:
+        table = filter_table(table, cfg.where, "clips")
+    table = table.select(["key", "shard", "characters_max"])
     keys = table["key"].to_pylist()
     if len(keys) <= holdout:
+        chosen = f"data.where={cfg.where!r}" + (f" and data.keys={cfg.keys}" if cfg.keys else "")
         raise ValueError(
-            f"{cfg.root}: {len(keys)} clip(s) match data.where={cfg.where!r}; training needs "
+            f"{cfg.root}: {len(keys)} clip(s) match {chosen}; training needs "
             f"more than the {holdout} held out for validation (validation.clips)"
         )
     held = sorted(keys, key=lambda k: _hash(cfg.seed, "holdout", k))[:holdout]
@@ -94,9 +107,10 @@ def select_clips(cfg: DataConfig, holdout: int) -> Selection:
     names = {s for k, s in zip(keys, table["shard"].to_pylist(), strict=True) if k in repeats}
     shards = [p for p in shard_paths(cfg.root) if Path(p).name in names]
     log.info(
-        "data: %d clip(s) selected by %r, %d held out, %d in %d shard(s)",
+        "data: %d clip(s) selected by %r%s, %d held out, %d in %d shard(s)",
         len(keys),
         cfg.where,
+        f" and keys file {cfg.keys}" if cfg.keys else "",
         len(held),
         len(repeats),
         len(shards),
@@ -122,10 +136,11 @@ class Batch:
     frames: torch.Tensor  # (B, F, 3, H, W) uint8 target frames
     reference: torch.Tensor  # (B, 3, H, W) uint8 reference frame
     clip_pixels: torch.Tensor  # (B, 3, S, S) float32 CLIP-preprocessed reference
-    pose: torch.Tensor  # (B, F, 3, H, W) uint8 pose maps
-    flow: torch.Tensor  # (B, F, 2, H, W) float32 flow guider input
-    order: torch.Tensor  # (B, F, 1, H, W) uint8 depth-order maps
-    reference_pose: torch.Tensor  # (B, 1, 3, H, W) uint8 reference pose map
+    pose: torch.Tensor | None  # (B, F, 3, H, W) uint8 pose maps
+    flow: torch.Tensor | None  # (B, F, 2, H, W) float32 flow guider input
+    order: torch.Tensor | None  # (B, F, 1, H, W) uint8 depth-order maps
+    reference_pose: torch.Tensor | None  # (B, 1, 3, H, W) uint8 reference pose map
+    """Guider inputs; None for a guider the model does not have (not built)."""
     stream: int = 0
     """Logical stream (rank-local worker slot) that produced the batch."""
     position: Position = (0, -1)
@@ -156,13 +171,22 @@ class Batch:
     def pin_memory(self) -> Batch:
         tensors = ("frames", "reference", "clip_pixels", "pose", "flow", "order")
         for name in (*tensors, "reference_pose"):
-            setattr(self, name, getattr(self, name).pin_memory())
+            tensor = getattr(self, name)
+            if tensor is not None:
+                setattr(self, name, tensor.pin_memory())
         return self
 
 
 def _chw(a: np.ndarray) -> torch.Tensor:
     """(..., H, W, C) -> (..., C, H, W) tensor (no copy of the data beyond contiguity)."""
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, -3)))
+
+
+def _stacked(arrays: list[np.ndarray | None]) -> torch.Tensor | None:
+    """(B, ..., H, W, C) channels first, or None when the input was not built."""
+    if any(a is None for a in arrays):
+        return None
+    return torch.stack([_chw(a) for a in arrays if a is not None])
 
 
 def collate(items: list[tuple[Example, int, Position, Counter[str]]]) -> Batch:
@@ -177,10 +201,14 @@ def collate(items: list[tuple[Example, int, Position, Counter[str]]]) -> Batch:
         frames=torch.stack([_chw(e.frames) for e in examples]),
         reference=torch.stack([_chw(e.reference) for e in examples]),
         clip_pixels=torch.stack([torch.from_numpy(e.clip_pixels) for e in examples]),
-        pose=torch.stack([_chw(e.guiders.pose) for e in examples]),
-        flow=torch.stack([_chw(e.guiders.flow) for e in examples]),
-        order=torch.stack([_chw(e.guiders.order[..., None]) for e in examples]),
-        reference_pose=torch.stack([_chw(e.guiders.reference_pose[None]) for e in examples]),
+        pose=_stacked([e.guiders.pose for e in examples]),
+        flow=_stacked([e.guiders.flow for e in examples]),
+        order=_stacked(
+            [None if (o := e.guiders.order) is None else o[..., None] for e in examples]
+        ),
+        reference_pose=_stacked(
+            [None if (r := e.guiders.reference_pose) is None else r[None] for e in examples]
+        ),
         stream=stream,
         position=position,
         skipped=dict(skipped),
@@ -235,11 +263,12 @@ class ClipStream(IterableDataset):
         first, skip_to = self.start.get(stream, (0, -1))
         skipped: Counter[str] = Counter()
         for epoch in count(first):
-            produced = False
+            produced, tried, made = False, 0, 0
             for index, raw in self._raw(epoch, slot, readers):
                 produced = True
                 if index <= skip_to:
                     continue  # consumed before the resume: not even decoded
+                tried += 1
                 try:
                     example = self._example(raw, epoch, size, processor)
                 except BadSample as exc:
@@ -250,8 +279,14 @@ class ClipStream(IterableDataset):
                     skipped["decode"] += 1
                     log.warning("skipping clip %s: %s: %s", raw.get("__key__"), type(exc), exc)
                     continue
+                made += 1
                 yield example, stream, (epoch, index), skipped
                 skipped = Counter()
+            if tried and not made:  # every clip failed: looping on would hang training
+                raise RuntimeError(
+                    f"data stream {stream} of rank {self.rank}: all {tried} clips of epoch "
+                    f"{epoch} were skipped ({dict(skipped)}); see the warnings above"
+                )
             skip_to = -1
             if not produced:
                 log.error("data stream %d of rank %d received no clips", stream, self.rank)
@@ -291,14 +326,15 @@ class ClipStream(IterableDataset):
     def _example(
         self, raw: dict[str, Any], epoch: int, size: tuple[int, int], processor: Any
     ) -> Example:
-        sample = decode_sample(raw)
+        inputs = self.model_cfg.guiders.names
+        sample = decode_sample(raw, TRAINING_FIELDS + (("flow.npz",) if "flow" in inputs else ()))
         rng = np.random.default_rng(
             _hash(self.cfg.seed, "frames", epoch, sample.key, raw["__repeat__"])
         )
         reference, targets = pick_frames(
             len(sample.frames), self.frames, self.cfg.frame_stride, rng
         )
-        return build_example(sample, reference, targets, size, self.geometry, processor)
+        return build_example(sample, reference, targets, size, self.geometry, processor, inputs)
 
 
 def make_loader(dataset: ClipStream, batch_size: int) -> DataLoader:

@@ -1,5 +1,6 @@
 """Evaluation reports of ``python -m train.evaluate``: ``report.json`` (every metric and
-setting), ``report.md`` and ``report.html`` (one table row per ablation variant), and one
+setting), ``report.md`` and ``report.html`` (one table row per ``--ablate`` entry: the model
+as it is, or with one guider's input zeroed at inference), and one
 contact sheet per clip and variant (``sheets/VARIANT/KEY.png``: rows of frames, columns
 reference | pose | generated | real). Every file is written atomically
 (:func:`shards.storage.atomic_path` / ``write_text``): a reader never sees half a report."""
@@ -26,6 +27,8 @@ COLUMNS = (
     ("fvd", "FVD ↓", "{:.2f}"),
 )
 FEATURE_KEYS = ("lpips", "fid", "fid_vid", "fvd")
+VARIANT_TITLE = "input zeroed at inference"
+"""Title of the first column: ``none``, or the guider whose input the row zeroes."""
 
 
 def contact_sheet(
@@ -72,6 +75,15 @@ def _notes(report: dict[str, Any]) -> list[str]:
         f"Checkpoint {s['checkpoint']} ({s['model_preset']}), data {s['data']}, "
         f"where {s['where']!r}, {len(report['clips'])} clip(s).",
     ]
+    guiders = s.get("model_guiders")
+    if guiders:
+        notes.append(f"Model guiders: {', '.join(guiders)} (the guiders it was trained with).")
+    if any(v != "none" for v in report["variants"]):
+        notes.append(
+            "Rows other than none zero that guider's input at inference on this same trained "
+            "model; the paper's Table 4 variants are trained without the guider "
+            "(stage.guiders), and are evaluated as models of their own."
+        )
     if s["model_preset"] == "tiny":
         notes.append("TINY random-weight model: the numbers only show that every stage runs.")
     if s["stand_in_features"]:
@@ -86,7 +98,7 @@ def _notes(report: dict[str, Any]) -> list[str]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    head = ["variant", *(title for _, title, _ in COLUMNS)]
+    head = [VARIANT_TITLE, *(title for _, title, _ in COLUMNS)]
     lines = ["# Evaluation", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(report)]
     lines += ["", *(f"- {n}" for n in _notes(report)), ""]
@@ -94,7 +106,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def html_page(report: dict[str, Any], sheets: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(t)}</th>" for t in ["variant", *(t for _, t, _ in COLUMNS)])
+    titles = [VARIANT_TITLE, *(t for _, t, _ in COLUMNS)]
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in titles)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows(report)
     )

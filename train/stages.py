@@ -13,6 +13,12 @@ stage 2    ``init_from``: the stage-1 export;     ``motion_modules`` only (by de
 The VAE and the CLIP image encoder are frozen in every stage. ReferenceNet parameters that
 cannot receive a gradient (after its last recorded self-attention input, see
 :meth:`model.composed.AnimationModel.unused_reference_parameters`) are frozen too.
+
+``stage.guiders`` removes guiders from ``init_from``'s model (the paper's Table 4 variants):
+they leave the module, the optimizer, the loader's work and the export, whose
+``guiders.names`` says which the model has. The model's ``geometry`` and ``preprocessing``
+record are set to the training data's (:mod:`train.provenance`), so the export tells inference
+which masks and which extractors its guiders learned on.
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ import torch
 from torch import nn
 
 from model.composed import AnimationModel
+from model.extractors import same_extractors
 from model.folder import load_model_folder
 from model.motion import MOTION_KEY, build_motion_adapter
 from model.weights import load_motion_adapter
-from preprocess.config import GeometryConfig
 from train.config import StageSpec
+from train.provenance import Provenance
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +48,55 @@ def part_of(name: str) -> str:
     return top
 
 
-def load_stage_model(init_from: str, stage: StageSpec, geometry: GeometryConfig) -> AnimationModel:
-    """The model a stage starts from: ``init_from`` plus motion modules when the stage adds
-    them; its geometry set to the dataset's (the guiders learn on those masks and maps)."""
-    model = load_model_folder(init_from)
-    if model.cfg.geometry != geometry:
+def keep_guiders(model: AnimationModel, names: list[str]) -> None:
+    """Remove every guider not in ``names`` from ``model`` (its config follows); ``names``
+    empty keeps them all. A guider ``model`` does not have cannot be kept."""
+    have = model.guiders.names
+    if not names:
+        return
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise ValueError(
+            f"stage.guiders asks for {missing}, which init_from has not (its guiders: {have}); "
+            "a stage can keep or remove guiders, not add them"
+        )
+    for name in have:
+        if name not in names:
+            del model.guiders.guiders[name]
+    model.cfg.guiders.names = model.guiders.names
+    removed = sorted(set(have) - set(names))
+    if removed:
+        log.info("guiders %s removed: this model is trained without them", removed)
+
+
+def load_stage_model(init_from: str, stage: StageSpec, data: Provenance) -> AnimationModel:
+    """The model a stage starts from: ``init_from`` (any readable model folder: the record of
+    the extractors is replaced by the data's) with the stage's guiders, plus motion modules
+    when the stage adds them; its geometry and extractor record set to the dataset's (the
+    guiders learn on those masks, maps and poses)."""
+    model = load_model_folder(init_from, accept_unrecorded=True)
+    if model.cfg.geometry != data.geometry:
         log.warning(
             "init_from geometry %s differs from the dataset's %s: training (and the export) "
             "use the dataset's",
             model.cfg.geometry,
-            geometry,
+            data.geometry,
         )
-    model.cfg.geometry = geometry
+    old = model.cfg.preprocessing
+    if old.recorded and not same_extractors(old, data.record):
+        log.warning(
+            "init_from %s was trained on data from other extractors (pose %s, depth %s) than "
+            "%s (pose %s, depth %s): the export records the new data's",
+            init_from,
+            old.backends.get("pose", {}).get("name"),
+            old.backends.get("depth", {}).get("name"),
+            data.record.data,
+            data.record.backends.get("pose", {}).get("name"),
+            data.record.backends.get("depth", {}).get("name"),
+        )
+    model.cfg.geometry = data.geometry
+    model.cfg.preprocessing = data.record
+    keep_guiders(model, stage.guiders)
     if stage.motion_modules and not model.cfg.motion.enabled:
         if stage.motion_module_weights:
             adapter = load_motion_adapter(stage.motion_module_weights, model.cfg)

@@ -11,7 +11,8 @@ Only the ReferenceNet, the denoising UNet and the guiders are inside the DeepSpe
 (``train.stages.Denoiser``), and only the stage's trainable parameters reach the optimizer;
 the frozen VAE and CLIP encoder are plain modules on the device, in eval mode, in the
 engine's dtype. ZeRO stages 1-2 keep full parameters on every rank, which validation and
-the export rely on.
+the export rely on. The export (``output_dir/export``) records the stage's guiders and what
+the training data was made with (:mod:`train.provenance`: geometry, extractors, settings).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from train.checkpoints import (
     zero_fp32_weights,
 )
 from train.config import TrainConfig
-from train.loader import Batch, ClipStream, dataset_geometry, make_loader, select_clips
+from train.loader import Batch, ClipStream, make_loader, select_clips
+from train.provenance import check_clip_extractors, read_provenance
 from train.stages import Denoiser, apply_stage, load_stage_model
 from train.validation import run_validation, validation_examples
 
@@ -57,6 +59,8 @@ SDPA = {
     "efficient": [SDPBackend.EFFICIENT_ATTENTION],
     "math": [SDPBackend.MATH],
 }
+CHECKED_CLIPS = 4
+"""Clips whose own extractor metadata is compared with the output's at start-up."""
 STEP_LINE = "step %d/%d loss %.4f lr %.3e samples/s %.2f data-wait %.2f skipped %d (%s) epoch %d"
 
 
@@ -95,9 +99,12 @@ class Trainer:
         self.cfg = cfg
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.out = Path(cfg.output_dir)
-        geometry = dataset_geometry(cfg.data.root)
+        self.data = read_provenance(cfg.data.root)
         self.selection = select_clips(cfg.data, cfg.validation.clips)
-        self.model = load_stage_model(cfg.init_from, cfg.stage, geometry)
+        if self.rank == 0:  # the first clips' own extractors against the output's
+            keys = sorted(self.selection.repeats)[:CHECKED_CLIPS]
+            check_clip_extractors(cfg.data.root, keys, self.data.record)
+        self.model = load_stage_model(cfg.init_from, cfg.stage, self.data)
         self.trained = apply_stage(self.model, cfg.stage)
         if cfg.train.gradient_checkpointing:
             self.model.unet.enable_gradient_checkpointing()
@@ -378,6 +385,6 @@ class Trainer:
         else:
             named = dict(self.model.named_parameters())
             weights = {n: named[n] for n in self.trained}
-        out = export_model(self.cfg, weights, self.trained, self.model.cfg.geometry)
+        out = export_model(self.cfg, weights, self.trained, self.data)
         log.info("exported %s (stage %s, step %d)", out, self.cfg.stage.name, self.step)
         return out

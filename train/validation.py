@@ -2,9 +2,10 @@
 
 For each held-out clip (``validation.clips`` of them, kept out of training by the loader) the
 reference is the clip's first frame and the driving poses are its first ``validation.frames``
-frames (``data.frame_stride`` apart); the guider inputs are built by the training code path
-with inference's zero background flow (:func:`train.examples.build_example`,
-``zero_flow=True``), then :func:`model.pipeline.generate` — the inference sequence of
+frames (``data.frame_stride`` apart); the guider inputs are built as ``python -m
+model.animate`` builds them (:func:`train.examples.inference_example`: zero background flow,
+the reference frame's depth order matched to the tracks and held for every frame, only the
+model's guiders), then :func:`model.pipeline.generate` — the inference sequence of
 ``python -m model.animate`` and ``python -m train.evaluate`` — samples with DDIM and
 classifier-free guidance. Written (:func:`shards.video.write_video`) to
 ``output_dir/validation/step_NNNNNNNN_KEY.mp4`` as a grid ``real | pose | generated`` per
@@ -34,7 +35,7 @@ from model.pipeline import generate
 from shards.reader import iter_samples
 from shards.video import write_video
 from train.config import TrainConfig
-from train.examples import Example, build_example, needed_frames
+from train.examples import Example, inference_example, needed_frames
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +61,27 @@ class ValidationResult:
     key: str
     generated: np.ndarray  # (T, H, W, 3) uint8
     real: np.ndarray  # (T, H, W, 3) uint8
-    pose: np.ndarray  # (T, H, W, 3) uint8 pose maps
+    pose: np.ndarray | None  # (T, H, W, 3) uint8 pose maps
 
     def grid(self) -> np.ndarray:
         """(T, H, 3W, 3): real | pose | generated."""
-        return np.concatenate([self.real, self.pose, self.generated], axis=2)
+        pose = np.zeros_like(self.real) if self.pose is None else self.pose
+        return np.concatenate([self.real, pose, self.generated], axis=2)
 
 
 def validation_examples(cfg: TrainConfig, keys: list[str], model: AnimationModel) -> list[Example]:
-    """The held-out clips as examples: reference frame 0, the first frames as driving."""
+    """The held-out clips as inference builds them: reference frame 0, the first frames as
+    driving (:func:`train.examples.inference_example`)."""
     processor = build_image_processor(model.cfg)
     size = (cfg.data.height, cfg.data.width)
     examples = []
-    for sample in iter_samples(cfg.data.root, keys=keys):
+    geo, inputs = model.cfg.geometry, model.cfg.guiders.names
+    fields = ("mp4", "pose.npy", "ranks.npy", "depth.npz", "json")
+    for sample in iter_samples(cfg.data.root, fields=fields, keys=keys):
         stride = cfg.data.frame_stride
         frames = min(cfg.validation.frames, (len(sample.frames) - 1) // stride + 1)
         indices = list(range(0, needed_frames(frames, stride), stride))
-        examples.append(
-            build_example(sample, 0, indices, size, model.cfg.geometry, processor, zero_flow=True)
-        )
+        examples.append(inference_example(sample, 0, indices, size, geo, processor, inputs))
     return examples
 
 

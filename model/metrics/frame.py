@@ -54,11 +54,16 @@ def psnr(generated: np.ndarray, real: np.ndarray) -> torch.Tensor:
     return torch.where(mse == 0, torch.full_like(db, PSNR_CAP), db.clamp_max(PSNR_CAP))
 
 
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
-    """(size, size) normalised Gaussian, float64."""
+def gaussian_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """(size,) normalised Gaussian, float64."""
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
+    return g / g.sum()
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """(size, size) normalised Gaussian, float64: the outer product of :func:`gaussian_1d`."""
+    g = gaussian_1d(size, sigma)
     return g[:, None] * g[None, :]
 
 
@@ -67,16 +72,16 @@ def ssim(generated: np.ndarray, real: np.ndarray) -> torch.Tensor:
     g, r = _pair(generated, real)
     if min(g.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW} pixels, got {g.shape}")
-    c = g.shape[1]
-    w = gaussian_window().expand(c, 1, SSIM_WINDOW, SSIM_WINDOW)
-
-    def blur(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, w, groups=c)  # (T, C, H-10, W-10), valid positions only
-
-    mu_g, mu_r = blur(g), blur(r)
-    var_g = blur(g * g) - mu_g**2
-    var_r = blur(r * r) - mu_r**2
-    cov = blur(g * r) - mu_g * mu_r
+    t, c, h, w = g.shape
+    k = gaussian_1d()
+    # The 2-D window is separable: a row then a column pass (4-5x faster than one 11x11 pass
+    # in float64), over the valid positions only, for the five maps at once.
+    maps = torch.stack([g, r, g * g, r * r, g * r]).reshape(-1, 1, h, w)  # (5 T C, 1, H, W)
+    blurred = F.conv2d(F.conv2d(maps, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
+    mu_g, mu_r, gg, rr, gr = blurred.reshape(5, t, c, h - SSIM_WINDOW + 1, w - SSIM_WINDOW + 1)
+    var_g = gg - mu_g**2
+    var_r = rr - mu_r**2
+    cov = gr - mu_g * mu_r
     c1, c2 = SSIM_K1**2, SSIM_K2**2
     num = (2 * mu_g * mu_r + c1) * (2 * cov + c2)
     den = (mu_g**2 + mu_r**2 + c1) * (var_g + var_r + c2)

@@ -12,17 +12,22 @@ then centre crop; the paper's "resize + centre crop").
 - flow guider input: :func:`preprocess.geometry.flow.flow_guider_input` of the clip's flow
   brought to the canvas (:meth:`Crop.flow`; training) or of zero flow (inference: 0 in the
   background, 1.0 in the characters' skeletal dilation regions);
-- depth-order maps: :func:`preprocess.geometry.order.depth_order_map` with per-frame ranks
-  (training: the stored ``ranks.npy``; inference: :func:`frame_ranks` of the order fixed by
-  the reference image, :func:`reference_nearness`);
+- depth-order maps: :func:`preprocess.geometry.order.depth_order_map` with the ranks of the
+  characters *on the canvas* (:func:`canvas_ranks`: a character whose region falls outside the
+  crop takes no rank, so the visible front character is always painted 255), numbered in a
+  front-to-back order given per frame (training: the stored ``ranks.npy`` of the whole stored
+  frame; inference: the order fixed by the reference image, :func:`reference_nearness`);
 - reference pose map: the reference's own keypoints, rendered the same way.
 
+A model may have fewer than the four guiders (``guiders.names`` of its config): only the
+inputs it has are built (``inputs`` of :func:`build_guider_arrays`), the others stay None.
 The arrays (:class:`GuiderArrays`) go next to ``model.guiders.Conditions.from_arrays`` /
 ``from_maps``, the one conversion to the guiders' float tensors.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import cv2
@@ -34,6 +39,9 @@ from preprocess.geometry.masks import dilation_masks, union_mask
 from preprocess.geometry.order import depth_order_map, nearness_from_depth, nearness_from_feet
 from preprocess.geometry.render import render_pose
 from preprocess.geometry.skeleton import Size, present_characters
+
+GUIDER_INPUTS = ("pose", "flow", "order", "reference_pose")
+"""The four guider inputs, in the order of the model's guiders (``model.guiders.GUIDER_NAMES``)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,16 @@ class Crop:
             np.ascontiguousarray(flow, np.float32), (rw, rh), interpolation=cv2.INTER_LINEAR
         )  # (rh, rw, 2)
         resized *= np.array([rw / sw, rh / sh], np.float32)
+        (y0, x0), (h, w) = self.offset, self.out
+        return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
+
+    def depth(self, depth: np.ndarray) -> np.ndarray:
+        """(h_m, w_m) depth map of a source frame at any map resolution -> (h, w) float32 on
+        the canvas (bilinear resize over the whole map, centre crop; values unchanged)."""
+        rh, rw = self.resized
+        resized = cv2.resize(
+            np.ascontiguousarray(depth, np.float32), (rw, rh), interpolation=cv2.INTER_LINEAR
+        )  # (rh, rw)
         (y0, x0), (h, w) = self.offset, self.out
         return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
 
@@ -116,12 +134,22 @@ def reference_nearness(
     return nearness_from_depth(depth, masks, present)
 
 
-def frame_ranks(priority: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """(P,), (T, P) -> (T, P) int8: per frame, ranks 0.. of the present tracks by priority."""
-    big = np.iinfo(np.int64).max
-    keyed = np.where(present, priority[None], big)  # (T, P)
-    ranks = np.argsort(np.argsort(keyed, axis=1, kind="stable"), axis=1)
-    return np.where(present, ranks, -1).astype(np.int8)
+def canvas_ranks(priority: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Ranks among the characters on the canvas: (..., P) front-to-back keys (smaller =
+    nearer, negative = absent), (..., P) bool -> (..., P) int8.
+
+    The characters that are ``visible`` (their skeletal region reaches the canvas) and have a
+    key get ranks 0, 1, ... in the order of their keys (ties to the lower track); every other
+    character gets -1. Training passes the stored per-frame ranks of the whole stored frame
+    as keys, inference the order held from the reference image (:func:`build_guider_arrays`
+    calls this for both), so a character cropped out never takes a rank from one that is seen.
+    """
+    keys = np.asarray(priority, np.int64)
+    shown = np.asarray(visible, bool) & (keys >= 0)
+    keyed = np.where(shown, keys, np.iinfo(np.int64).max)  # (..., P) hidden ones last
+    order = np.argsort(keyed, axis=-1, kind="stable")  # ties: the lower track first
+    ranks = np.argsort(order, axis=-1)  # position of each track in that order
+    return np.where(shown, ranks, -1).astype(np.int8)
 
 
 @dataclass
@@ -129,42 +157,59 @@ class GuiderArrays:
     """Guider inputs of a frame range as arrays, channels last (converted to float tensors by
     ``model.guiders.Conditions.from_arrays``)."""
 
-    pose: np.ndarray  # (T, H, W, 3) uint8
-    flow: np.ndarray  # (T, H, W, 2) float32
-    order: np.ndarray  # (T, H, W) uint8
-    reference_pose: np.ndarray  # (H, W, 3) uint8
+    pose: np.ndarray | None  # (T, H, W, 3) uint8
+    flow: np.ndarray | None  # (T, H, W, 2) float32
+    order: np.ndarray | None  # (T, H, W) uint8
+    reference_pose: np.ndarray | None  # (H, W, 3) uint8
+    """Each None when the model has no such guider (not built, not fed)."""
 
 
 def build_guider_arrays(
     driving: np.ndarray,
     reference: np.ndarray,
-    ranks: np.ndarray,
+    priority: np.ndarray,
     size: Size,
     geo: GeometryConfig,
     flow: np.ndarray | None = None,
+    inputs: Collection[str] = GUIDER_INPUTS,
 ) -> GuiderArrays:
-    """The four guider inputs of a frame range, as training and inference both build them.
+    """The guider inputs of a frame range, as training and inference both build them.
 
     ``driving`` (T, P, 133, 3) and ``reference`` (P_r, 133, 3) keypoints in canvas pixels of
-    ``size``; ``ranks`` (T, P) int per frame and track (-1 absent: training takes the stored
-    ranks, inference :func:`frame_ranks`); ``flow`` (T, H, W, 2) backward flow in canvas
-    pixels per frame, or None for zero flow (inference). Masks are the skeletal dilation
-    regions at the canvas resolution (:func:`character_masks`).
+    ``size``; ``priority`` (T, P) front-to-back key per frame and track (smaller = nearer,
+    negative = absent: training takes the stored ranks, inference the order held from the
+    reference), turned into ranks among the characters on the canvas by :func:`canvas_ranks`;
+    ``flow`` (T, H, W, 2) backward flow in canvas pixels per frame, or None for zero flow
+    (inference). Masks are the skeletal dilation regions at the canvas resolution
+    (:func:`character_masks`). Only the ``inputs`` named (of :data:`GUIDER_INPUTS`) are made;
+    the others are None.
     """
+    unknown = sorted(set(inputs) - set(GUIDER_INPUTS))
+    if unknown:
+        raise ValueError(f"unknown guider inputs {unknown}; they are {list(GUIDER_INPUTS)}")
     thr = geo.keypoint_threshold
-    if flow is not None and flow.shape != (len(driving), *size, 2):
+    if "flow" in inputs and flow is not None and flow.shape != (len(driving), *size, 2):
         raise ValueError(f"flow {flow.shape} does not match {len(driving)} frames of {size}")
     zero = np.zeros((*size, 2), np.float32)
     pose, flow_in, order = [], [], []
-    for i, (people, frame_rank) in enumerate(zip(driving, ranks, strict=True)):
+    needs_masks = "flow" in inputs or "order" in inputs
+    for i, (people, keys) in enumerate(zip(driving, priority, strict=True)):
+        if "pose" in inputs:
+            pose.append(render_pose(people, size, size, thr))
+        if not needs_masks:
+            continue
         masks = character_masks(people, size, geo)  # (P, H, W)
-        pose.append(render_pose(people, size, size, thr))
-        frame_flow = zero if flow is None else flow[i]
-        flow_in.append(flow_guider_input(frame_flow, union_mask(masks), geo.flow_scale))
-        order.append(depth_order_map(masks, frame_rank, geo.order_levels))
+        if "flow" in inputs:
+            frame_flow = zero if flow is None else flow[i]
+            flow_in.append(flow_guider_input(frame_flow, union_mask(masks), geo.flow_scale))
+        if "order" in inputs:
+            ranks = canvas_ranks(keys, np.asarray(masks.any(axis=(1, 2))))  # (P,)
+            order.append(depth_order_map(masks, ranks, geo.order_levels))
     return GuiderArrays(
-        pose=np.stack(pose),
-        flow=np.stack(flow_in),
-        order=np.stack(order),
-        reference_pose=render_pose(reference, size, size, thr),
+        pose=np.stack(pose) if "pose" in inputs else None,
+        flow=np.stack(flow_in) if "flow" in inputs else None,
+        order=np.stack(order) if "order" in inputs else None,
+        reference_pose=render_pose(reference, size, size, thr)
+        if "reference_pose" in inputs
+        else None,
     )

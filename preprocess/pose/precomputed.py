@@ -32,7 +32,7 @@ from preprocess.config import PoseConfig
 from preprocess.geometry.layout import pad_to_wholebody
 from preprocess.pose.base import POSE_BACKENDS, PoseBackend
 from preprocess.pose.tracking import track
-from shards.storage import read_bytes
+from shards.storage import atomic_path, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,8 @@ def write_sidecar(path: str | Path, keypoints: np.ndarray, tracked: bool = True)
     keypoints = np.asarray(keypoints, np.float32)
     _check_keypoints(keypoints, str(path))
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
+    with atomic_path(str(path)) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, keypoints=keypoints, tracked=np.array(bool(tracked)))
-    tmp.replace(path)
     return path
 
 

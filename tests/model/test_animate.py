@@ -124,7 +124,34 @@ def test_sidecars_next_to_videos_give_poses_size_and_rate(tmp_path: Path) -> Non
     cfg = animate.parse_args([*base, "--driving", str(video), "--pose-backend", "precomputed"])
     got, size, fps = animate.driving_keypoints(cfg)
     assert got.shape == (6, 1, 133, 3) and size == (192, 108) and fps == pytest.approx(12.5)
-    # The sidecar itself: the pixel size comes from the video of the same stem.
+    # The sidecar itself: pixel size and rate come from the video of the same stem.
     cfg = animate.parse_args([*base, "--driving", str(tmp_path / "clip.pose.npz")])
     got, size, fps = animate.driving_keypoints(cfg)
-    assert got.shape == (6, 1, 133, 3) and size == (192, 108) and fps == 30.0
+    assert got.shape == (6, 1, 133, 3) and size == (192, 108) and fps == pytest.approx(12.5)
+
+
+def test_pose_file_rate_is_fps_else_the_same_stem_video_else_30(tmp_path: Path) -> None:
+    kps = np.zeros((4, 1, 17, 3), np.float32)
+    kps[:, 0, :, :2], kps[:, 0, :, 2] = 40.0, 0.9
+    write_sidecar(tmp_path / "a.pose.npz", kps)
+    np.save(tmp_path / "a.npy", kps)
+    write_video(tmp_path / "a.avi", np.zeros((4, 96, 64, 3), np.uint8), fps=15)
+    write_sidecar(tmp_path / "lone.pose.npz", kps)  # no video of that stem
+    base = ["--checkpoint", "x", "--reference", "r.png", "--out", "o.mp4"]
+
+    def rate(*argv: str) -> tuple[tuple[int, int], float]:
+        _, size, fps = animate.driving_keypoints(animate.parse_args([*base, *argv]))
+        return size, fps
+
+    sidecar, npy, lone = (str(tmp_path / n) for n in ("a.pose.npz", "a.npy", "lone.pose.npz"))
+    assert rate("--driving", sidecar) == ((96, 64), pytest.approx(15.0))  # from a.avi
+    assert rate("--driving", npy) == ((96, 64), pytest.approx(15.0))
+    # --fps wins over the video; --pose-size over its size (the rate still from the video).
+    assert rate("--driving", sidecar, "--fps", "8") == ((96, 64), 8.0)
+    assert rate("--driving", sidecar, "--pose-size", "50x40") == ((50, 40), pytest.approx(15.0))
+    # No video of the same stem: the size must be given, the rate is 30 unless --fps.
+    assert rate("--driving", lone, "--pose-size", "50x40") == ((50, 40), 30.0)
+    assert rate("--driving", lone, "--pose-size", "50x40", "--fps", "24") == ((50, 40), 24.0)
+    with pytest.raises(ValueError, match="--pose-size"):
+        rate("--driving", lone)
+    assert "same stem" in animate.build_cli()[1].format_help()

@@ -63,7 +63,7 @@ def _set_version(folder: Path, version: object) -> None:
 def test_folders_record_their_format_version(tmp_path: Path) -> None:
     folder = save_model_folder(tiny_model(), tmp_path / "m")
     first = (folder / "config.yaml").read_text().splitlines()[0]
-    assert first == f"format_version: {MODEL_FORMAT_VERSION}" and MODEL_FORMAT_VERSION == 1
+    assert first == f"format_version: {MODEL_FORMAT_VERSION}" and MODEL_FORMAT_VERSION == 2
     assert read_model_config(folder) == tiny_model().cfg
 
 
@@ -72,7 +72,17 @@ def test_folders_record_their_format_version(tmp_path: Path) -> None:
     [
         (None, ["no format_version", "python -m model.init", "re-export", "--resume"]),
         (0, ["format version 0 is older", "python -m model.init", "re-export"]),
-        (2, ["format version 2 is newer", "upgrade mcanim"]),
+        (
+            1,
+            [
+                "version 1 does not record which pose and depth",
+                "re-export",
+                "--resume",
+                "accept_unrecorded=true",
+                "--accept-unrecorded",
+            ],
+        ),
+        (3, ["format version 3 is newer", "upgrade mcanim"]),
         ("one", ["'one' is not a number"]),
     ],
 )
@@ -86,13 +96,13 @@ def test_other_format_versions_are_refused_with_what_to_do(
             read(folder)
         message = str(info.value)
         assert str(folder) in message, message
-        assert "this code reads model folder format version 1" in message, message
+        assert "this code reads model folder format version 2" in message, message
         for text in says:
             assert text in message, (text, message)
     # The entry points turn it into a clear error (exit 2), not a traceback.
     argv = ["--checkpoint", str(folder), "--reference", "r.png", "--driving", "d.npy"]
     assert animate.main([*argv, "--out", str(tmp_path / "o.mp4")]) == 2
-    assert "model folder format version 1" in caplog.text
+    assert "model folder format version 2" in caplog.text
 
 
 def test_a_failed_write_leaves_the_old_folder_and_no_debris(

@@ -1,14 +1,18 @@
-"""Helpers of the runner tests: tiny real videos, a short Ray temp dir, the output's keys, and
-a stage to add to the stage table."""
+"""Helpers of the runner tests: tiny real videos, a short Ray temp dir, the output's keys, a
+stage to add to the stage table, and marks on a stage that show the tests which clip ran
+where (and can hold one clip in flight until a worker is killed)."""
 
 from __future__ import annotations
 
+import functools
+import os
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ import numpy as np
 
 from preprocess.clip import Clip
 from preprocess.config import PreprocessConfig, RunConfig
-from preprocess.stages import STAGES, Resources, Stage
+from preprocess.stages import STAGES, ModelStage, Resources, RunMeta, Stage, StageFn
 from shards.__main__ import main as shards_main
 from shards.reader import read_clips
 from tests.media import read_frames
@@ -62,6 +66,24 @@ def job_overrides(movenet_onnx: Path) -> list[str]:
         "shards.x264_preset=ultrafast",
         "shards.max_clips=1",
     ]
+
+
+# Clip columns that two runs of the same inputs and config must agree on (the tests compare
+# bg_flow_mean to rtol 1e-5 and leave pose_score_mean out of the exact comparison).
+COMPARED = [
+    "key",
+    "video_id",
+    "clip_index",
+    "start_frame",
+    "end_frame",
+    "n_frames",
+    "width",
+    "height",
+    "n_tracks",
+    "bg_flow_mean",
+    "characters_max",
+    "pose_score_mean",
+]
 
 
 def clip_keys(out: str | Path) -> list[str]:
@@ -117,3 +139,100 @@ def with_audit_stage(before: str = "geometry") -> tuple[Stage, ...]:
     names = [s.name for s in STAGES]
     at = names.index(before)
     return (*STAGES[:at], audit, *STAGES[at:])
+
+
+# -- marks: which clip a stage started and finished, in which process -----------------------
+
+HOLD_LIMIT_S = 300.0
+"""Longest a held clip waits for its worker to be killed (only bounds a hang of a failing
+test: the tests kill the worker as soon as the ``held`` file appears)."""
+
+
+def wait_for(condition: Callable[[], bool], limit_s: float, poll_s: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds (True) or ``limit_s`` passes (False): the limit only
+    bounds a hang, no result depends on how long anything took."""
+    end = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(poll_s)
+    return True
+
+
+class Marked:
+    """A stage function that leaves files in ``folder`` for the tests: ``KEY.PID.start`` when
+    it starts a clip and ``KEY.PID.done`` when the wrapped stage returned it. The clip
+    ``hold`` (``VIDEO_FILE_NAME:CLIP_INDEX``) waits on its first attempt, after writing
+    ``held`` (``KEY PID``), until the file ``release`` exists: a clip provably in flight,
+    for a test to kill its worker. A retried attempt of the held clip does not wait."""
+
+    def __init__(self, inner: StageFn, folder: str, hold: str = "") -> None:
+        self.inner, self.folder, self.hold = inner, Path(folder), hold
+
+    def __call__(self, clip: Clip) -> Clip:
+        key, pid = clip.key, os.getpid()
+        first = not any(self.folder.glob(f"{key}.*.start"))
+        (self.folder / f"{key}.{pid}.start").touch()
+        if first and self.hold == f"{Path(clip.video.source).name}:{clip.index}":
+            tmp = self.folder / f".held.{pid}"
+            tmp.write_text(f"{key} {pid}")
+            tmp.replace(self.folder / "held")  # whole, for the test that polls for it
+            wait_for((self.folder / "release").exists, HOLD_LIMIT_S)
+        result = self.inner(clip)
+        (self.folder / f"{key}.{pid}.done").touch()
+        return result
+
+
+class MarkedModel(Marked):
+    """:class:`Marked` around a model stage (an actor on Ray): the same backends."""
+
+    def __init__(
+        self,
+        cfg: PreprocessConfig,
+        inner: Callable[[PreprocessConfig], ModelStage],
+        folder: str,
+        hold: str = "",
+    ) -> None:
+        self.model = inner(cfg)
+        super().__init__(self.model, folder, hold)
+
+    def backends(self) -> dict[str, Any]:
+        return self.model.backends()
+
+
+def marked_cpu(
+    cfg: PreprocessConfig,
+    run_meta: RunMeta,
+    inner: Callable[[PreprocessConfig, RunMeta], StageFn],
+    folder: str,
+    hold: str = "",
+) -> StageFn:
+    """:class:`Marked` around a CPU stage (built in each Ray task)."""
+    return Marked(inner(cfg, run_meta), folder, hold)
+
+
+def with_marks(
+    table: Sequence[Stage], name: str, folder: Path, hold: str = ""
+) -> tuple[Stage, ...]:
+    """``table`` with stage ``name`` wrapped in :class:`Marked` (same name and resources)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marked = []
+    for s in table:
+        if s.name == name and s.model is not None:
+            model = functools.partial(MarkedModel, inner=s.model, folder=str(folder), hold=hold)
+            s = replace(s, model=model)
+        elif s.name == name and s.cpu is not None:
+            cpu = functools.partial(marked_cpu, inner=s.cpu, folder=str(folder), hold=hold)
+            s = replace(s, cpu=cpu)
+        marked.append(s)
+    assert any(s.name == name for s in table), f"no stage {name!r}"
+    return tuple(marked)
+
+
+def marks(folder: Path, what: str) -> dict[str, list[int]]:
+    """Clip key -> PIDs that wrote a ``what`` (``start`` | ``done``) mark, in sorted order."""
+    found: dict[str, list[int]] = {}
+    for path in folder.glob(f"*.{what}"):
+        key, pid, _ = path.name.rsplit(".", 2)
+        found.setdefault(key, []).append(int(pid))
+    return {k: sorted(v) for k, v in found.items()}

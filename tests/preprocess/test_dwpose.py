@@ -1,14 +1,20 @@
-"""DWPose backend (``pose.backend=dwpose``) on tiny ONNX stand-ins with the public files' I/O.
+"""DWPose backend (``pose.backend=dwpose``): plumbing on random stand-ins, channel order and
+normalisation against known answers.
 
-The detector stand-in returns a planted raw YOLOX head; the pose stand-in puts every keypoint on
-the brightest pixel of its red input channel. So a red dot planted in a frame must come back at
-its own frame coordinates through the letterbox, the box decoding, the 1.25-padded aspect-fixed
-affine crop, the ImageNet normalisation (RGB order) and the SimCC decoding.
+Stand-ins (:mod:`preprocess.standins`): the detector is a planted YOLOX head plus a small random
+conv net of the frame; the pose model a random conv net whose keypoints depend on every pixel
+and channel of its crop. The known-answer tests use probe models that read one input channel
+only (:func:`~preprocess.standins.write_yolox_probe_onnx`,
+:func:`~preprocess.standins.write_pose_probe_onnx`): for a frame of known colours the
+detector's person score and the keypoints' position and score follow by hand from the
+letterbox, the channel order (YOLOX BGR, RTMPose RGB) and the ImageNet normalisation.
+Parity with rtmlib, component by component on real frames: tests/preprocess/test_dwpose_parity.py.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,7 +25,13 @@ from preprocess.geometry.layout import NUM_KEYPOINTS
 from preprocess.pose import create_pose_backend
 from preprocess.pose.dwpose import DWPoseBackend, decode_simcc, decode_yolox
 from preprocess.pose.topdown import box_to_crop, crop_matrix, letterbox
-from preprocess.standins import planted_head, write_dwpose_onnx, write_yolox_onnx
+from preprocess.standins import (
+    planted_head,
+    write_dwpose_onnx,
+    write_pose_probe_onnx,
+    write_yolox_onnx,
+    write_yolox_probe_onnx,
+)
 from tests.media import read_frames
 
 FRAME_HW = (320, 480)  # letterbox ratio 640 / 480 = 4/3
@@ -50,13 +62,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def backend(models: dict[str, Path], det: str = "detector", pose: str = "pose", **kw: object):
+    settings: dict[str, Any] = {"person_score": 0.3, "device": "cpu", **kw}
     cfg = PoseConfig(
-        backend="dwpose",
-        detector=str(models[det]),
-        model=str(models[pose]),
-        person_score=0.3,
-        device="cpu",
-        **kw,  # type: ignore[arg-type]
+        backend="dwpose", detector=str(models[det]), model=str(models[pose]), **settings
     )
     b = create_pose_backend(cfg)
     assert isinstance(b, DWPoseBackend)
@@ -116,24 +124,53 @@ def test_crop_matrix_equals_the_three_point_recipe_of_mmpose() -> None:
     np.testing.assert_allclose(crop.scale, [75.0, 100.0])
 
 
-def test_red_dot_comes_back_at_its_frame_coordinates(models: dict[str, Path]) -> None:
-    frames = np.zeros((2, *FRAME_HW, 3), np.uint8)
-    dots = [(120, 140), (130, 160)]  # inside PERSON's box; SECOND's crop sees no dot
-    for t, (x, y) in enumerate(dots):
-        frames[t, y, x] = (255, 0, 0)  # red in RGB
-    people = backend(models).detect_frames(frames)
-    assert [p.shape for p in people] == [(2, NUM_KEYPOINTS, 3)] * 2
-    for t, (x, y) in enumerate(dots):
-        kp = people[t][0]  # the strongest box first
-        assert kp.dtype == np.float32
-        np.testing.assert_allclose(kp[:, 0], x, atol=0.5)
-        np.testing.assert_allclose(kp[:, 1], y, atol=0.5)
-        assert (kp[:, 2] > 0.5).all()  # above black (-2.1 after normalisation), clipped at 0
-    # a blue dot is invisible to the red channel: the model must get RGB, not BGR
-    blue = np.zeros((1, *FRAME_HW, 3), np.uint8)
-    blue[0, 140, 120] = (0, 0, 255)
-    kp = backend(models).detect_frames(blue)[0][0]
-    assert abs(kp[0, 0] - 120) > 5 or abs(kp[0, 1] - 140) > 5
+IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, mmpose's data preprocessor
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+@pytest.mark.parametrize(("channel", "colour_index"), [(0, 2), (2, 0)])
+def test_detector_reads_bgr_with_a_grey_letterbox(
+    tmp_path: Path, models: dict[str, Path], channel: int, colour_index: int
+) -> None:
+    """A probe detector whose person score is mean(input channel) / 255: for a one-colour
+    frame the score follows from the letterbox by hand, and only BGR gives it."""
+    probe = write_yolox_probe_onnx(tmp_path / "probe.onnx", PERSON[:4], channel)
+    colour = (200, 60, 20)  # RGB: BGR channel 0 = 20, channel 2 = 200
+    frames = np.broadcast_to(np.array(colour, np.uint8), (1, *FRAME_HW, 3)).copy()
+    rows = int(FRAME_HW[0] * RATIO)  # 426 image rows of the 640, the rest grey 114
+    value = colour[colour_index]  # the frame's value in BGR channel `channel`
+    score = (rows * value + (640 - rows) * 114) / 640 / 255  # 0.2017 (B) or 0.6715 (R)
+    for threshold, people in ((score - 0.002, 1), (score + 0.002, 0)):  # score pinned
+        b = backend({**models, "detector": probe}, person_score=threshold)
+        found = b.detect_frames(frames)[0]
+        assert len(found) == people, (channel, threshold, score)
+
+
+@pytest.mark.parametrize("channel", [0, 1, 2])
+def test_pose_model_reads_rgb_normalised_with_imagenet_statistics(
+    tmp_path: Path, channel: int
+) -> None:
+    """A probe pose model that puts every keypoint on the brightest pixel of input channel
+    ``channel``: a uniform block of known colour comes back at its frame position, with the
+    score (value - mean) / std of that channel in RGB order."""
+    d = tmp_path
+    frame_hw = (640, 640)  # letterbox ratio 1: planted boxes are frame boxes
+    probe = {
+        "detector": write_yolox_onnx(
+            d / "det.onnx", planted_head((640, 640), [(300.0, 320.0, 160.0, 320.0, 0.9, 0)]), gain=0
+        ),
+        "pose": write_pose_probe_onnx(d / "probe.onnx", channel),
+    }
+    colour = (220, 180, 250)  # RGB, every channel above ImageNet's mean
+    frames = np.zeros((1, *frame_hw, 3), np.uint8)
+    x0, y0 = 283, 401
+    frames[0, y0 : y0 + 9, x0 : x0 + 9] = colour  # a 9 x 9 block inside the box
+    (kp,) = backend(probe).detect_frames(frames)[0]
+    want = (colour[channel] - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel]
+    np.testing.assert_allclose(kp[:, 2], want, rtol=1e-5)
+    crop_px = 160 * 1.25 / 288  # frame pixels per crop pixel (the crop is 200 px wide)
+    assert (kp[:, 0] >= x0 - crop_px).all() and (kp[:, 0] <= x0 + 9).all()
+    assert (kp[:, 1] >= y0 - crop_px).all() and (kp[:, 1] <= y0 + 9).all()
 
 
 def test_fixed_batch_models_give_the_same_people(models: dict[str, Path]) -> None:

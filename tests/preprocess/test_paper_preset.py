@@ -1,7 +1,10 @@
 """``python -m preprocess --config jobs/preprocess/paper.yaml`` end to end, on a few real vtest
-frames at a small size, with stand-in weight files of the public formats built here (tiny
-YOLOX and DWPose ONNX files, a tiny PWC-Net checkpoint in MMFlow's key names, a tiny Depth
-Anything folder). The shards must validate and carry depth and ranks that follow the depth.
+frames at a small size, with stand-in weight files of the public formats built here
+(:mod:`preprocess.standins`: random conv-net YOLOX and DWPose ONNX files, the detector with two
+planted person boxes; a tiny PWC-Net checkpoint in MMFlow's key names; a tiny Depth Anything
+folder). The shards must validate and carry the two people, flow, and depth with ranks that
+follow it. This run checks the plumbing; the numbers are checked by each extractor's parity and
+known-answer tests (docs/extractors.md, "How the extractors are tested").
 """
 
 from __future__ import annotations
@@ -91,8 +94,10 @@ def test_paper_preset_writes_valid_shards_with_depth_and_ranks(
     assert sample.depth.min() >= 0 and sample.depth.max() <= 1
     np.testing.assert_allclose(sample.depth.max((1, 2)), 1.0, atol=1e-3)  # normalised per frame
     assert sample.pose.shape[1:] == (2, 133, 3)  # the two planted people, tracked
+    assert np.ptp(sample.pose[..., :2], axis=0).max() > 1  # keypoints follow the frames
     assert (sample.ranks >= 0).all() and sorted(sample.ranks[0].tolist()) == [0, 1]
     assert sample.flow.shape == (t, h, w, 2) and (sample.flow[0] == 0).all()
+    assert np.abs(sample.flow[1:]).max() > 0
     backends = sample.meta["backends"]
     assert [backends[k]["name"] for k in ("pose", "flow", "depth")] == [
         "dwpose",

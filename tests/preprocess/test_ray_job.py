@@ -5,11 +5,15 @@ keys, statistics, video statuses and failure stages) even when a pose actor is k
 mid-run, commit only whole videos, skip finished videos on a re-run, and turn stage failures
 and timeouts into ``failed`` rows. The first test also adds a model stage to the stage table
 (one entry, ``ray_helpers.with_audit_stage``): both runners must run it, time it and report
-its failures alike.
+its failures alike; and it marks the pose stage (``ray_helpers.with_marks``): the first clip
+of v0.mp4 is held in its pose actor, that actor process is killed (SIGKILL) while the clip is
+in flight, and the marks show the clip started again in another process and finished there.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -34,33 +38,23 @@ from shards.config import load_config
 from shards.reader import read_clips, read_videos
 from shards.writer import ShardWriter
 from tests.preprocess.ray_helpers import (
+    COMPARED,
     CPU_PRESET,
+    HOLD_LIMIT_S,
     PYTHON,
     clip_keys,
     job_overrides,
+    marks,
     short_tmp,
     validates,
     vtest_videos,
+    wait_for,
     with_audit_stage,
+    with_marks,
 )
 from tests.shards.synthetic import FPS, H, W, encoded_clip
 
 pytestmark = pytest.mark.timeout(300)
-
-COMPARED = [
-    "key",
-    "video_id",
-    "clip_index",
-    "start_frame",
-    "end_frame",
-    "n_frames",
-    "width",
-    "height",
-    "n_tracks",
-    "bg_flow_mean",
-    "characters_max",
-    "pose_score_mean",
-]
 
 
 @pytest.fixture(scope="module")
@@ -77,26 +71,30 @@ def local_ray() -> Iterator[None]:
 
 
 class ActorKiller(threading.Thread):
-    """Kills the first pose actor process (SIGKILL) a moment after it appears: a real crash
-    that Ray must survive by restarting the actor and retrying its task."""
+    """Kills (SIGKILL) the process that holds the marked stage's held clip as soon as its
+    ``held`` file appears: a real crash with that clip in flight, which Ray must survive by
+    restarting the actor and retrying its task. Only a process of this test's own Ray
+    instance (a descendant of this process) is killed."""
 
-    def __init__(self, title: str = "ray::MapWorker(MapBatches(PoseActor))") -> None:
+    def __init__(self, folder: Path) -> None:
         super().__init__(daemon=True)
-        self.title = title
-        self.killed: int | None = None
+        self.folder = folder
+        self.killed: tuple[str, int] | None = None
+        """(clip key, PID) of the attempt that was killed."""
+        self.problem = "no clip was held"
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.wait(0.1):
-            for proc in psutil.Process().children(recursive=True):
-                try:
-                    if proc.cmdline()[:1] == [self.title]:
-                        time.sleep(1.0)  # into its first task, most likely
-                        proc.kill()
-                        self.killed = proc.pid
-                        return
-                except (psutil.Error, IndexError):
-                    continue
+        held = self.folder / "held"
+        wait_for(lambda: held.exists() or self.stop.is_set(), HOLD_LIMIT_S)
+        if not held.exists():
+            return
+        key, pid = held.read_text().split()
+        if int(pid) not in {p.pid for p in psutil.Process().children(recursive=True)}:
+            self.problem = f"{key} is held by {pid}, not a process of this test: not killed"
+            return
+        os.kill(int(pid), signal.SIGKILL)
+        self.killed = (key, int(pid))
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +116,8 @@ def test_ray_job_writes_what_the_local_run_writes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # One entry added to the table: a model stage that fails on bad.mp4 (both runners).
-    monkeypatch.setattr(stages, "STAGES", with_audit_stage(before="geometry"))
+    table = with_audit_stage(before="geometry")
+    monkeypatch.setattr(stages, "STAGES", table)
     overrides = job_overrides(movenet_onnx)
     local_cfg = load_config(PreprocessConfig, CPU_PRESET, [*overrides, "run.runner=local"])
     # A GPU fraction on this GPU-less instance must fall back to CPU, not wait forever.
@@ -126,14 +125,24 @@ def test_ray_job_writes_what_the_local_run_writes(
         PreprocessConfig, CPU_PRESET, [*overrides, "run.pose_actors=2", "run.flow_gpus=0.5"]
     )
     local = run([str(videos)], tmp_path / "local", local_cfg)
-    killer = ActorKiller()
+    # The Ray run: the pose stage marked, the first clip of v0.mp4 held until its actor dies.
+    folder = tmp_path / "marks"
+    monkeypatch.setattr(stages, "STAGES", with_marks(table, "pose", folder, hold="v0.mp4:0"))
+    killer = ActorKiller(folder)
     killer.start()
     try:
         summary = run_ray([str(videos)], tmp_path / "ray", ray_cfg)
     finally:
         killer.stop.set()
+        (folder / "release").touch()  # a held clip whose actor was not killed goes on
         killer.join()
-    assert killer.killed is not None, "no pose actor was seen to kill"
+    assert killer.killed is not None, killer.problem
+    key, killed = killer.killed
+    started, done = marks(folder, "start"), marks(folder, "done")
+    assert len(started[key]) == 2 and killed in started[key], started[key]  # tried twice
+    (retry,) = set(started[key]) - {killed}
+    assert done[key] == [retry], done[key]  # finished by the retry, in another process
+    assert set(clip_keys(tmp_path / "ray")) <= set(done)
 
     assert summary.status == local.status == {"ok": 2, "failed": 3}
     assert summary.clips == local.clips == 4 and summary.frames == 48
@@ -161,6 +170,7 @@ def test_ray_job_writes_what_the_local_run_writes(
     assert validates(tmp_path / "ray")
     assert "frames/s per stage: decode" in summary.format()
 
+    monkeypatch.setattr(stages, "STAGES", table)
     again = run_ray([str(videos)], tmp_path / "ray", ray_cfg)
     assert again.skipped_done == 5 and again.clips == 0
     assert clip_keys(tmp_path / "ray") == list(a.key)
@@ -200,14 +210,30 @@ def test_stage_failures_and_timeouts_become_failed_rows(
 
 
 def test_a_hanging_call_is_cut_off_at_the_deadline() -> None:
-    start = time.time()
-    with pytest.raises(StageError, match="timeout") as info:
-        within_deadline("flow", start + 0.3, time.sleep, 60, timeout_s=0.3)
-    assert info.value.stage == "flow"
-    assert 0.25 < time.time() - start < 5
-    assert within_deadline("flow", time.time() + 5, sum, [1, 2]) == 3
+    """The caller gets the timeout while the call is still blocked (it cannot return before
+    the test releases it), not when it ends; no clock is read by the assertions."""
+    release = threading.Event()
+    calls: list[str] = []
+
+    def hang() -> str:
+        calls.append("started")
+        release.wait()  # until the test lets it go: only the deadline can end the wait
+        calls.append("returned")
+        return "done"
+
+    try:
+        with pytest.raises(StageError, match="ran out while this stage was running") as info:
+            within_deadline("flow", time.time() + 0.3, hang, timeout_s=0.3)
+        assert info.value.stage == "flow" and "returned" not in calls
+        with pytest.raises(StageError, match="ran out before this stage started"):
+            within_deadline("flow", time.time() - 1.0, calls.append, "called late")
+        assert "called late" not in calls
+    finally:
+        release.set()
+    # A generous deadline only bounds a hang: results and exceptions pass through.
+    assert within_deadline("flow", time.time() + 3600, sum, [1, 2]) == 3
     with pytest.raises(ZeroDivisionError):
-        within_deadline("flow", time.time() + 5, divmod, 1, 0)
+        within_deadline("flow", time.time() + 3600, divmod, 1, 0)
 
 
 def test_importing_preprocess_does_not_import_ray() -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from shards.codec import encode_sample
 from shards.schema import NUM_KEYPOINTS, ClipRow, Sample, VideoRow
+from shards.validate import video_stats
 from shards.writer import ShardWriter
 
 T, H, W = 8, 48, 64
@@ -116,6 +118,7 @@ def encoded_clip(vid: str, index: int, t: int = T, p: int = 2) -> tuple[dict, Cl
 
 
 def ok_video_row(vid: str, rows: list[ClipRow]) -> VideoRow:
+    """The ok row of a video of ``rows``, its statistics aggregated as ``validate`` checks."""
     return VideoRow(
         video_id=vid,
         source=f"/videos/{vid}.mp4",
@@ -125,8 +128,7 @@ def ok_video_row(vid: str, rows: list[ClipRow]) -> VideoRow:
         width=W,
         height=H,
         fps=FPS,
-        bg_flow_mean=float(np.mean([r.bg_flow_mean or 0 for r in rows])) if rows else None,
-        characters_max=max((r.characters_max for r in rows), default=0),
+        **video_stats([asdict(r) for r in rows]),
     )
 
 

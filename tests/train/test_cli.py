@@ -39,7 +39,7 @@ def test_evaluate_flags_and_overrides_set_the_same_keys() -> None:
     assert cfg.ablate == ["none", "flow"] and cfg.metrics == ["l1", "psnr"]
     assert cfg.stand_in_features and cfg.heldout_of == "run" and cfg.standard.size == 64
     assert cfg.sampling.steps == 3 and cfg.clips == 0 and cfg.device == "auto"
-    for bad in (["--ablate", "pose"], ["--metrics", "is"], ["--dtype", "float64"]):
+    for bad in (["--ablate", "hands"], ["--metrics", "is"], ["--dtype", "float64"]):
         with pytest.raises(SystemExit):
             evaluate.parse_args([*base, *bad])
 

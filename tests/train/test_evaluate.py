@@ -20,8 +20,8 @@ from model.metrics.suite import StandInI3D
 from preprocess.geometry.canvas import GuiderArrays
 from shards.reader import iter_samples
 from tests.train.helpers import write_train_output
-from train.evaluate import EvalConfig, ablated, animate_clips, main, parse_args
-from train.examples import build_example
+from train.evaluate import EvalConfig, ablated, animate_clips, build_cli, main, parse_args
+from train.examples import inference_example
 from train.validation import METRICS, validation_sample
 
 
@@ -44,7 +44,7 @@ def test_evaluate_writes_every_metric_table_and_sheet(setup: dict[str, Path]) ->
     out = setup["base"] / "report"
     argv = [
         "--checkpoint", str(setup["model"]), "--data", str(setup["data"]), "--out", str(out),
-        "--where", "characters_max >= 1", "--ablate", "none,ref_pose",
+        "--where", "characters_max >= 1", "--ablate", "none,reference_pose",
         "--weights", str(setup["weights"]), "--steps", "1", "--height", "32", "--width", "32",
         "--window", "8", "--stride", "4", "standard.size=40", "standard.clip_len=4",
     ]  # fmt: skip
@@ -52,7 +52,8 @@ def test_evaluate_writes_every_metric_table_and_sheet(setup: dict[str, Path]) ->
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["standard"]["size"] == 40
     assert report["settings"]["stand_in_features"] is False
-    assert len(report["clips"]) == 3 and set(report["variants"]) == {"none", "ref_pose"}
+    assert len(report["clips"]) == 3 and set(report["variants"]) == {"none", "reference_pose"}
+    assert report["settings"]["model_guiders"] == ["pose", "flow", "order", "reference_pose"]
     m = report["variants"]["none"]["metrics"]
     assert m["frames"] == 24 and m["segments"] == 6
     for name in ("l1", "psnr", "ssim", "lpips", "fvd"):
@@ -62,10 +63,15 @@ def test_evaluate_writes_every_metric_table_and_sheet(setup: dict[str, Path]) ->
     assert "pt_inception-2015-12-05-6726825d.pth" in m["skipped"]["fid"]
     assert "resnet-50-kinetics.pth" in m["skipped"]["fid_vid"]
     md = (out / "report.md").read_text()
-    assert "| none |" in md and "| ref_pose |" in md and "TINY" in md
+    assert "| none |" in md and "| reference_pose |" in md and "TINY" in md
+    assert "input zeroed at inference" in md and "zero that guider's input at inference" in md
     assert "<table" in (out / "report.html").read_text()
     sheet = cv2.imread(str(out / "sheets" / "none" / f"{report['clips'][0]}.png"))
-    assert sheet.shape == (4 * 32, 4 * 32, 3)  # 4 rows of reference | pose | generated | real
+    assert sheet is not None and sheet.shape == (
+        4 * 32,
+        4 * 32,
+        3,
+    )  # 4 rows of reference | pose | generated | real
 
 
 def test_bad_inputs_are_clear_errors(setup: dict[str, Path], tmp_path: Path) -> None:
@@ -73,7 +79,7 @@ def test_bad_inputs_are_clear_errors(setup: dict[str, Path], tmp_path: Path) -> 
     assert main([*common, "--data", str(setup["data"]), "--where", "characters_max > 9"]) == 2
     assert main([*common, "--data", str(tmp_path / "missing")]) == 2
     with pytest.raises(SystemExit):
-        parse_args([*common, "--data", "x", "--ablate", "pose"])
+        parse_args([*common, "--data", "x", "--ablate", "hands"])
 
 
 def test_ablation_zeroes_exactly_one_guider_input() -> None:
@@ -85,11 +91,11 @@ def test_ablation_zeroes_exactly_one_guider_input() -> None:
         reference_pose=rng.integers(1, 255, (8, 8, 3), dtype=np.uint8),
     )
     assert ablated(g, "none") is g
-    for variant, field in (("flow", "flow"), ("depth_order", "order"), ("ref_pose", "reference_pose")):  # fmt: skip
+    for variant in ("pose", "flow", "order", "reference_pose"):
         a = ablated(g, variant)
         for name in ("pose", "flow", "order", "reference_pose"):
             zeroed = not getattr(a, name).any()
-            assert zeroed == (name == field), (variant, name)
+            assert zeroed == (name == variant), (variant, name)
 
 
 def test_validation_logs_the_cheap_metrics() -> None:
@@ -106,10 +112,29 @@ def test_evaluation_and_validation_animate_alike(setup: dict[str, Path]) -> None
     cfg = EvalConfig(data=str(setup["data"]), frames=5, sampling=sampling)
     evaluated = animate_clips(cfg, model, [sample.key])["none"][sample.key]
     processor = build_image_processor(model.cfg)
-    example = build_example(
-        sample, 0, list(range(5)), (32, 32), model.cfg.geometry, processor, zero_flow=True
-    )
+    example = inference_example(sample, 0, list(range(5)), (32, 32), model.cfg.geometry, processor)
     validated = validation_sample(model, example, sampling)
     assert np.array_equal(evaluated["generated"], validated.generated)
     assert np.array_equal(evaluated["real"], validated.real)
     assert validated.generated.shape == (5, 32, 32, 3)
+
+
+def test_ablate_takes_the_model_guider_names(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--checkpoint", "m", "--out", "o", "--data", "d"]
+    assert parse_args([*common, "--ablate", "none,pose,order"]).ablate == ["none", "pose", "order"]
+    for old, new in (("depth_order", "order"), ("ref_pose", "reference_pose")):
+        with pytest.raises(SystemExit):
+            parse_args([*common, "--ablate", f"none,{old}"])
+        assert f"{old} is now {new}" in capsys.readouterr().err
+    # A guider the model does not have cannot be zeroed (a trained ablation has no input).
+    model = load_model_folder(setup["model"])
+    del model.guiders.guiders["order"]
+    model.cfg.guiders.names = model.guiders.names
+    cfg = EvalConfig(data=str(setup["data"]), ablate=["order"], sampling=SamplingConfig(steps=1))
+    with pytest.raises(ValueError, match="no such guider"):
+        animate_clips(cfg, model, ["x"])
+    help_text = " ".join(build_cli()[1].format_help().split())
+    assert "set to zero at inference on this same model" in help_text
+    assert "Not the paper's Table 4 ablation" in help_text

@@ -85,6 +85,8 @@ def test_conditions_equal_the_preprocessing_geometry(root: Path) -> None:
     example, *_ = item = next(iter(stream(cfg, selection, frames=3)))
     batch = collate([item])
     conditions = batch.conditions()
+    assert conditions.flow is not None and conditions.order is not None
+    assert conditions.pose is not None and conditions.reference_pose is not None
     (sample,) = iter_samples(root, keys=[example.key])
     geo = GeometryConfig()
     thr = geo.keypoint_threshold
@@ -102,7 +104,12 @@ def test_conditions_equal_the_preprocessing_geometry(root: Path) -> None:
         flow = cv2.resize(sample.flow[i], (rw, rh), interpolation=cv2.INTER_LINEAR)
         flow = flow[y0 : y0 + SIZE[0], x0 : x0 + SIZE[1]] * np.array([sx, sy], np.float32)
         want_flow = flow_guider_input(flow, union_mask(masks), geo.flow_scale)
-        want_order = depth_order_map(masks, sample.ranks[i], geo.order_levels)
+        # ranks among the characters on the canvas, in the order of the stored ranks
+        shown = [p for p in np.flatnonzero(masks.any((1, 2))) if sample.ranks[i, p] >= 0]
+        ranks = np.full(len(masks), -1)
+        for rank, p in enumerate(sorted(shown, key=lambda p: (sample.ranks[i, p], p))):
+            ranks[p] = rank
+        want_order = depth_order_map(masks, ranks, geo.order_levels)
         want_pose = render_pose(kps, SIZE, SIZE, thr)
         np.testing.assert_allclose(
             conditions.flow[0, f].permute(1, 2, 0).numpy(), want_flow, atol=1e-5
@@ -132,6 +139,8 @@ def test_training_and_inference_normalise_the_guider_inputs_alike(
     trained = collate([item]).conditions(dtype=dtype).tensors()
     inferred = Conditions.from_arrays(example.guiders, dtype=dtype).tensors()
     g = example.guiders
+    assert g.pose is not None and g.flow is not None and g.order is not None
+    assert g.reference_pose is not None
     unit = np.float32(255)
     channels_first = {  # (1, F, C, H, W) float32, written out here
         "pose": np.moveaxis(g.pose, -1, 1)[None] / unit,

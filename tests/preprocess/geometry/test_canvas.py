@@ -1,5 +1,6 @@
 """The model's canvas (preprocess.geometry.canvas): the crop that brings frames, keypoints and
-flow to it, per-frame ranks from a fixed order, and the reference characters' nearness."""
+flow to it, ranks among the characters on the canvas, and the reference characters' nearness.
+The reported crop case (a character cropped out of the canvas) is in test_canvas_ranks.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from preprocess.geometry import GeometryConfig
-from preprocess.geometry.canvas import Crop, character_masks, frame_ranks, reference_nearness
+from preprocess.geometry.canvas import Crop, canvas_ranks, character_masks, reference_nearness
 from tests.preprocess.geometry.helpers import person
 
 GEO = GeometryConfig()
@@ -36,10 +37,10 @@ def test_crop_zeroes_absent_points() -> None:
     assert out[0].tolist() == [0, 0, 0] and out[1, 2] == 0.5
 
 
-def test_frame_ranks_follow_the_priority_among_present_tracks() -> None:
-    priority = np.array([2, 0, 1])
+def test_canvas_ranks_follow_the_priority_among_visible_tracks() -> None:
+    priority = np.broadcast_to(np.array([2, 0, 1]), (3, 3))
     present = np.array([[True, True, True], [True, False, True], [True, False, False]])
-    assert frame_ranks(priority, present).tolist() == [[2, 0, 1], [1, -1, 0], [0, -1, -1]]
+    assert canvas_ranks(priority, present).tolist() == [[2, 0, 1], [1, -1, 0], [0, -1, -1]]
 
 
 def test_reference_nearness_from_a_depth_map_or_the_feet() -> None:
