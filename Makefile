@@ -9,7 +9,7 @@ TORCH_VERSION := 2.13.0
 export MCANIM_ASSETS ?= $(abspath ../shared/assets)
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo demo-cpu demo-paper demo-assets train-demo eval-demo test mutate lint format typecheck clean system-deps
+.PHONY: setup demo demo-cpu demo-paper demo-assets train-demo eval-demo test mutate lint format typecheck clean system-deps gpu-wheels gpu-check
 
 setup: $(STAMP)
 
@@ -62,9 +62,13 @@ demo:
 	  $(MAKE) --no-print-directory demo-paper; \
 	fi
 
+# The top-down CPU pose (about 1 frame/s on 2 cores, docs/pose.md) on the first 128 frames of
+# each video: DEMO_FRAMES=0 for all of them, or jobs/preprocess/cpu_fast.yaml for speed.
+DEMO_FRAMES ?= 128
 demo-cpu: demo-assets $(STAMP)
 	$(PY) -m preprocess --config jobs/preprocess/cpu.yaml --output $(DEMO_OUT) \
-	  --input "$(MCANIM_ASSETS)/videos/vtest.avi" --input "$(MCANIM_ASSETS)/videos/dance_single.mp4"
+	  --input "$(MCANIM_ASSETS)/videos/vtest.avi" --input "$(MCANIM_ASSETS)/videos/dance_single.mp4" \
+	  decode.max_frames=$(DEMO_FRAMES)
 	$(PY) -m shards validate $(DEMO_OUT)
 	$(PY) -m shards stats $(DEMO_OUT) --plots $(DEMO_OUT)/plots
 	$(PY) -m shards browse $(DEMO_OUT) --out $(DEMO_OUT)/browse
@@ -114,6 +118,40 @@ MUTATE_JOBS ?=
 MUTATE_SAMPLE ?= 1
 mutate: $(STAMP)
 	$(PY) benchmarks/mutation.py --sample $(MUTATE_SAMPLE) $(if $(MUTATE_JOBS),--jobs $(MUTATE_JOBS))
+
+# The GPU check (docs/gpu.md) for a GPU machine without network. gpu-wheels, here: the pinned
+# wheels of benchmarks/gpu_wheels.txt (CPython 3.12 x86_64) and a pure-Python DeepSpeed wheel
+# built from the version in constraints.txt, into GPU_WHEELS; fails above GPU_WHEELS_MAX_MIB.
+# gpu-check, there: no venv, no network: unpacks the wheels that fit this interpreter into
+# GPU_SITE and runs benchmarks/gpu_check.py with the project and GPU_SITE on PYTHONPATH
+# (GPU_CHECK_ARGS: e.g. --dry-run, --out FILE, --assets DIR; python3 benchmarks/gpu_check.py --help).
+GPU_WHEELS ?= out/gpu_wheels
+GPU_SITE ?= out/gpu_site
+GPU_WHEELS_MAX_MIB := 40
+GPU_CHECK_ARGS ?=
+
+gpu-wheels: $(STAMP)
+	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
+	$(PIP) download -q --no-deps --only-binary=:all: --implementation cp --python-version 3.12 \
+	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+	  -r benchmarks/gpu_wheels.txt -d $(GPU_WHEELS)
+	DS_BUILD_OPS=0 $(PIP) wheel -q --no-deps --no-build-isolation -c constraints.txt \
+	  -w $(GPU_WHEELS) deepspeed
+	@$(PY) -c 'import pathlib, sys; d = pathlib.Path(sys.argv[1]); w = sorted(d.glob("*.whl")); \
+	  n = sum(p.stat().st_size for p in w); lim = int(sys.argv[2]) * 2**20; \
+	  print(f"{d}: {len(w)} wheels, {n / 2**20:.1f} MiB (limit {lim / 2**20:.0f} MiB)"); \
+	  sys.exit(f"{d} is over the limit" if n > lim else 0)' $(GPU_WHEELS) $(GPU_WHEELS_MAX_MIB)
+
+gpu-check:
+	@mkdir -p $(GPU_SITE)
+	@tag=$$($(PYTHON) -c 'import sys; print("cp%d%d" % sys.version_info[:2])'); \
+	  found=0; for w in $(GPU_WHEELS)/*.whl; do \
+	    test -f "$$w" || continue; found=1; \
+	    case "$$(basename $$w)" in *-cp3*-cp3*) case "$$(basename $$w)" in *-$$tag-*) ;; \
+	      *) echo "skipping $$w (not $$tag)"; continue;; esac;; esac; \
+	    $(PYTHON) -m zipfile -e "$$w" $(GPU_SITE)/; done; \
+	  test $$found = 1 || echo "no wheels in $(GPU_WHEELS) (make gpu-wheels where there is network)"
+	PYTHONPATH=$(CURDIR):$(abspath $(GPU_SITE)) $(PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 # ruff, the type checker, and the import-layer contract (docs/design.md §2; also part of make test).
 lint: $(STAMP)

@@ -48,12 +48,49 @@ class PoseConfig:
     """Multi-person whole-body pose extraction and tracking."""
 
     backend: str = "movenet"
-    """Registered backend: ``movenet`` | ``precomputed`` | ``dwpose``."""
+    """Registered backend: ``movenet`` | ``topdown`` | ``precomputed`` | ``dwpose``."""
     model: str = ""
-    """ONNX model path of the pose backend (MoveNet MultiPose for ``movenet``, DWPose's
-    ``dw-ll_ucoco_384.onnx`` for ``dwpose``)."""
+    """ONNX model path of the pose backend (MoveNet MultiPose for ``movenet``, MoveNet
+    SinglePose Thunder for ``topdown``, DWPose's ``dw-ll_ucoco_384.onnx`` for ``dwpose``)."""
     detector: str = ""
-    """Person-detector ONNX path for top-down backends (DWPose's ``yolox_l.onnx``)."""
+    """Person-detector ONNX path for top-down backends (NanoDet-m for ``topdown``, DWPose's
+    ``yolox_l.onnx`` for ``dwpose``)."""
+    detector_tiles: bool = True
+    """``topdown``: NanoDet also looks at overlapping squares along the frame's long side
+    (small people seen larger; one more detector run per square)."""
+    box_sources: list[str] = field(default_factory=lambda: ["nanodet", "multipose"])
+    """``topdown``: where person boxes come from, merged: ``nanodet`` (``pose.detector``) and/or
+    ``multipose`` (MoveNet MultiPose, ``pose.multipose``, at ``pose.multipose_sizes``)."""
+    multipose: str = ""
+    """``topdown``: MoveNet MultiPose ONNX path, a person-box source (``box_sources``)."""
+    multipose_sizes: list[int] = field(default_factory=lambda: [256])
+    """``topdown``: long sides at which MultiPose looks for person boxes (small: people
+    filling the frame; large: small pedestrians)."""
+    box_merge_iou: float = 0.9
+    """``topdown``: IoU above which the weaker of two merged person boxes is dropped (high:
+    overlapping people keep their boxes; OKS-NMS removes duplicates after the keypoints)."""
+    crop_padding: float = 1.1
+    """``topdown``: a person box is enlarged by this factor into Thunder's square crop."""
+    crop_mask: float = 1.25
+    """``topdown``: blacken Thunder's crop outside the person box enlarged by this factor, so
+    a neighbour filling the square crop is not taken for the person (0: off)."""
+    retry_containment: float = 0.8
+    """``topdown``: when fewer of a person's confident body points than this fraction lie in
+    its box, Thunder is run again on the box's upper half (the crop's centre fell on another
+    person: someone behind a neighbour) and the better-fitting answer is kept."""
+    flip_test: bool = True
+    """``topdown``: average Thunder on each crop and on its mirror image (twice the cost)."""
+    fuse_duplicates: bool = True
+    """``topdown``: each person kept by the OKS-NMS takes the score-weighted mean position of
+    every body point over its duplicates (the answers of overlapping boxes)."""
+    hand_model: str = ""
+    """``topdown``: MediaPipe hand landmark ONNX path for the hand points 91..132 (empty: no
+    hands, their scores stay 0)."""
+    hand_min_size: float = 40.0
+    """``topdown``: estimated hand length (wrist to fingertip, frame pixels) below which a hand
+    is not looked for (the model cannot see it; its points stay at score 0)."""
+    hand_score: float = 0.5
+    """``topdown``: hand presence score below which a looked-for hand counts as absent."""
     device: str = "auto"
     """``auto`` (CUDA when onnxruntime offers it, else CPU) | ``cpu`` | ``cuda`` | ``cuda:N``.
     ``movenet`` and ``dwpose`` run on it through onnxruntime (``cuda`` needs onnxruntime-gpu);
@@ -62,7 +99,8 @@ class PoseConfig:
     """``dwpose``: frames per detector call and person crops per pose-model call, as far as
     each ONNX file's batch dimension allows (a fixed batch of 1 runs one at a time)."""
     detector_nms: float = 0.45
-    """``dwpose``: IoU above which the detector's weaker overlapping person box is dropped."""
+    """``dwpose``, ``topdown``: IoU above which the detector's weaker overlapping person box
+    is dropped."""
     min_score: float = 0.3
     """Keypoint confidence below which a keypoint counts as absent."""
     person_score: float = 0.2
@@ -133,10 +171,15 @@ class ShardConfig:
     """Clips per shard before a new shard is started."""
     max_bytes: int = 1 << 30
     """Bytes per shard before a new shard is started."""
-    crf: int = 18
-    """x264 constant rate factor of the stored clip video (lower = better quality)."""
-    x264_preset: str = "medium"
-    """x264 speed/compression preset."""
+    crf: int = 23
+    """x264 constant rate factor of the stored clip video (lower = better quality). With
+    ``ultrafast``, 23 gives 39.4 dB against the stored frames (medium/18: 40.4) at 9.4 KB per
+    640x1138 frame, which keeps a whole sample under 60 KB per frame; table and choice:
+    docs/cluster.md "Encoder settings"."""
+    x264_preset: str = "ultrafast"
+    """x264 speed/compression preset: ``ultrafast`` costs about 5 CPU ms per 640x1138 frame,
+    a fifth of ``medium`` (29 ms), for 1.35x the mp4 bytes of medium/18 at CRF 23
+    (docs/cluster.md, measured by ``benchmarks/encoder.py``)."""
     flow_step: float = 1 / 32
     """Flow is rounded to multiples of this many stored pixels before the float16 cast
     (error <= step / 2, far below any flow estimator's error; about 6x smaller ``flow.npz``).
@@ -182,6 +225,19 @@ class RunConfig:
     """GPUs per depth actor."""
     depth_cpus: float = 0.25
     """CPUs per depth actor (the weightless heuristic does no work here)."""
+    extractors: str = "auto"
+    """How the model stages run on Ray: ``fused`` (one actor pool, each actor holding every
+    model on its device, so a clip's frames cross the object store to it once) |
+    ``separate`` (one actor pool per model stage, each sized by its own ``run.<stage>_*``
+    keys) | ``auto``: ``fused`` when the cluster has GPUs (one copy of a clip per GPU),
+    ``separate`` without (on CPUs each stage's pool is sized to its own speed)."""
+    fused_actors: int = 0
+    """Fused actors (each loads every model; with GPUs: GPUs x actors per GPU). 0: the
+    largest ``run.<stage>_actors`` of the fused stages. A fused actor reserves the sum of
+    their ``run.<stage>_cpus`` and of their ``run.<stage>_gpus`` (at most 1)."""
+    writers: int = 0
+    """Writer actors: each commits whole videos into its own shards (``shard-wNNN-*``) and
+    Parquet files, so no sample passes through the driver. 0: one per node that has CPUs."""
     clips_per_batch: int = 1
     """Clips handed to a model actor per call (``map_batches`` batch size); each clip is up to
     ``decode.clip_frames`` frames, and the backend batches frames within it."""
@@ -189,7 +245,9 @@ class RunConfig:
     """A video still unfinished this many seconds after its decoding started is cut off and
     recorded as failed at the stage it was in (0: no limit)."""
     max_retries: int = 3
-    """Ray retries of a crashed task, and restarts of a crashed actor (then the job fails)."""
+    """Ray retries of a crashed task and restarts of a crashed actor; and passes over the
+    videos not yet committed when a pass ends early (a lost node, a dead writer): those are
+    run again up to this many times, then recorded as failed at stage ``job``."""
 
 
 @dataclass

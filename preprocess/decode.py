@@ -2,7 +2,8 @@
 
 ``probe_video`` reads a video's metadata and checks that it is whole; ``iter_clips`` streams
 its clips. Frames are read with decord in chunks of ``decode.chunk_frames`` (small
-``get_batch`` calls are much faster than one huge one) and resized by decord's ffmpeg scaler.
+``get_batch`` calls are much faster than one huge one) and resized once, by decord's ffmpeg
+scaler while decoding (no second pass), with :func:`decoder_threads` threads.
 PyAV reads what decord does not expose: the codec, the display rotation, the announced frame
 count and duration. Decisions and measurements: ``docs/decode.md``.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -259,13 +261,27 @@ def _is_cover_art(stream: av.stream.Stream) -> bool:
     return stream.type == "video" and bool(stream.disposition & av.stream.Disposition.attached_pic)
 
 
+def decoder_threads() -> int:
+    """Decoder threads of a decord reader: ``OMP_NUM_THREADS`` when set, else 0 (ffmpeg's
+    choice). Ray sets it in every task to the CPUs it holds, so a decode task decodes on one
+    thread, the cheapest per frame, while the in-process run lets ffmpeg thread. Threads
+    change the speed, never the frames (docs/cluster.md "Encoder settings")."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() else 0
+
+
 def _open_reader(media: _Media, size: tuple[int, int] = (-1, -1)) -> decord.VideoReader:
     """A decord reader at (height, width) of the displayed frame (-1: native), strict about
-    undecodable frames, with decord's ffmpeg log silenced (failures raise instead)."""
+    undecodable frames, with decord's ffmpeg log silenced (failures raise instead), decoding
+    on :func:`decoder_threads` threads."""
     decord.logging.set_level(decord.logging.QUIET)
     try:
         return decord.VideoReader(
-            _as_input(media), width=size[1], height=size[0], fault_tol=FAULT_TOLERANCE
+            _as_input(media),
+            width=size[1],
+            height=size[0],
+            num_threads=decoder_threads(),
+            fault_tol=FAULT_TOLERANCE,
         )
     except (*_DECORD_ERRORS, AssertionError) as exc:
         raise DecodeError(f"damaged or truncated video: {_decord_message(exc)}") from exc

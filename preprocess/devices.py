@@ -57,10 +57,57 @@ def torch_device(device: str, key: str = "device") -> str:
     return device
 
 
+GPU_INSTALL = (
+    "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'mcanim[gpu]' (docs/gpu.md)"
+)
+"""The fix for an onnxruntime without its CUDA provider: the CPU build (``onnxruntime``, the
+``cpu`` extra) and the GPU build (``onnxruntime-gpu``, the ``gpu`` extra) install the same
+``onnxruntime`` package and overwrite each other, so the GPU build goes in its place."""
+
+
+def import_onnxruntime() -> Any:
+    """The ``onnxruntime`` module, or an ImportError naming the extras that install it."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ImportError(
+            f"onnxruntime is not installed ({exc}): pip install 'mcanim[cpu]', or "
+            "'mcanim[gpu]' for its CUDA build (docs/gpu.md)"
+        ) from exc
+    return onnxruntime
+
+
+def onnxruntime_builds() -> list[str]:
+    """The onnxruntime distributions installed (more than one: they overwrite each other)."""
+    import importlib.metadata
+
+    found = []
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def missing_cuda_provider(available: list[str]) -> str:
+    """Why onnxruntime has no CUDA provider here, and the fix."""
+    builds = onnxruntime_builds()
+    which = " and ".join(builds) or "no onnxruntime distribution"
+    clash = " (they overwrite each other)" if len(builds) > 1 else ""
+    return (
+        f"onnxruntime has no CUDAExecutionProvider (available: {', '.join(available)}; "
+        f"installed: {which}{clash}); install its GPU build in place of the CPU one: "
+        f"{GPU_INSTALL}"
+    )
+
+
 def onnx_device(device: str, key: str = "device") -> str:
     """The device onnxruntime will be asked for: ``auto`` is ``cuda`` when onnxruntime has its
-    CUDA execution provider (``onnxruntime-gpu``), else ``cpu``; ``cuda`` without it is an error."""
-    import onnxruntime as ort
+    CUDA execution provider (``onnxruntime-gpu``), else ``cpu``; ``cuda`` without it is an error
+    that names the fix (:data:`GPU_INSTALL`)."""
+    ort = import_onnxruntime()
 
     device = check_device(device, key)
     available = ort.get_available_providers()
@@ -68,10 +115,7 @@ def onnx_device(device: str, key: str = "device") -> str:
     if device == "auto":
         return "cuda" if has_cuda else "cpu"
     if device.startswith("cuda") and not has_cuda:
-        raise ValueError(
-            f"{key}={device!r} but onnxruntime has no CUDAExecutionProvider "
-            f"(available: {', '.join(available)}); install onnxruntime-gpu or use cpu"
-        )
+        raise ValueError(f"{key}={device!r} but {missing_cuda_provider(available)}; or use cpu")
     return device
 
 
@@ -96,12 +140,16 @@ def resolve_device(device: str, runtime: str, key: str = "device", what: str = "
 
 
 def onnx_session(path: str | Path, device: str, threads: int, key: str = "device") -> Any:
-    """An onnxruntime session on ``device`` (see :func:`onnx_session_options` for ``threads``).
+    """An onnxruntime session on ``device`` (see :func:`onnx_session_options` for ``threads``):
+    the one place the project creates ONNX sessions.
 
-    onnxruntime quietly falls back to the CPU when its CUDA provider cannot start (missing
-    CUDA libraries); an explicitly asked GPU then is an error, ``auto`` a warning. The
-    session's device is :func:`session_device`."""
-    import onnxruntime as ort
+    ``cuda`` without onnxruntime's CUDA provider is an error naming the fix (the CPU build is
+    installed: :data:`GPU_INSTALL`); ``auto`` then runs on the CPU, with a warning at every
+    session when torch sees a GPU that onnxruntime cannot use. onnxruntime also quietly falls
+    back to the CPU when its CUDA provider cannot start (missing CUDA libraries); an explicitly
+    asked GPU then is an error, ``auto`` a warning. The session's device is
+    :func:`session_device`."""
+    ort = import_onnxruntime()
 
     session = ort.InferenceSession(
         str(path), sess_options=onnx_session_options(threads), providers=onnx_providers(device, key)
@@ -112,7 +160,23 @@ def onnx_session(path: str | Path, device: str, threads: int, key: str = "device
         if check_device(device, key) != "auto":
             raise ValueError(f"{message}; fix the CUDA install or use cpu")
         log.warning("%s; running on the CPU", message)
+    elif wanted == "cpu" and check_device(device, key) == "auto" and torch_sees_gpu():
+        log.warning(
+            "%s=auto runs %s on the CPU although there is a GPU: %s",
+            key,
+            Path(path).name,
+            missing_cuda_provider(ort.get_available_providers()),
+        )
     return session
+
+
+def torch_sees_gpu() -> bool:
+    """True when torch sees a CUDA GPU (False without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def session_device(session: Any) -> str:
@@ -131,8 +195,7 @@ def onnx_session_options(threads: int) -> Any:
     job on 2 cores, the pose actor used 85 CPU-seconds for 512 frames with spinning and 56
     without, at the same speed when run alone).
     """
-    import onnxruntime as ort
-
+    ort = import_onnxruntime()
     options = ort.SessionOptions()
     if threads > 0:
         options.intra_op_num_threads = threads

@@ -3,18 +3,23 @@
 Same stage table, same output as the in-process run (``preprocess.pipeline``): decode in CPU
 tasks, one video per task, streaming its clips as they are cut (memory stays bounded on long
 videos; Ray Data's backpressure holds decoding back when the model stages fall behind); then
-the stages of ``preprocess.stages.STAGES`` in order, each model stage an actor pool that
-loads its model once per actor, each run of consecutive CPU stages one task per clip
-(geometry + encode by default); and the shard writing in the driver, which regroups each
-video's clips (they arrive in any order, from any actor) and commits the video through the
-same staged, whole-shard writer as the local run once all of them are there. The output's
-bookkeeping is ``preprocess.runner``'s.
+the stages of ``preprocess.stages.STAGES`` in order: the model stages in one fused actor pool
+(``preprocess.fused``: every model on one device, a clip shipped to it once) or one pool per
+stage (``run.extractors``), each run of consecutive CPU stages one task per clip (geometry +
+encode by default). The task that finishes a clip hands it to its video's writer actor
+(``preprocess.writers``: ``run.writers`` of them, one per node by default), which commits
+whole videos into its own shards; the driver receives a small report per finished video.
 
-Everything between stages is one row per clip, ``{"video_id", "item": Item}``, plus one
-``end`` row per video that says how many clips it has and whether decoding failed. A stage
-that fails on a clip (or runs past the video's deadline) turns the item into an error that
-the later stages pass through; the driver then discards the video's staged clips and
-records a ``failed`` row. ``python -m preprocess`` imports this module only for this runner:
+Rows between operators are ``preprocess.transit`` rows: the clip's frames a numpy column, the
+rest pickled, plus one ``end`` row per video. A stage that fails on a clip (or runs past the
+video's deadline) turns the item into an error that the later stages pass through; the
+writer then discards the video's staged clips and records a ``failed`` row.
+
+Lost work: Ray retries crashed tasks and restarts crashed actors (``run.max_retries``); what
+Ray Data still raises when a node is lost ends the pass, not the job. After each pass the
+driver reads ``stats/videos`` and runs the videos not yet there again, up to
+``run.max_retries`` more passes (the output is resumable per video), then records the rest as
+failed at stage ``job``. ``python -m preprocess`` imports this module only for this runner:
 importing ``preprocess`` never imports Ray.
 """
 
@@ -23,99 +28,56 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
+from ray.data.exceptions import UserCodeException
+from ray.exceptions import ActorDiedError, RayError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from preprocess import stages
-from preprocess.clip import Clip, EncodedClip, StageError, VideoInfo, video_id_for
+from preprocess.clip import StageError, video_id_for
 from preprocess.config import PreprocessConfig, RunConfig
 from preprocess.deadline import video_deadline
+from preprocess.fused import FusedExtractors
 from preprocess.runner import (
     RunSummary,
     backend_identities,
     check_same_config,
-    failed_row,
     load_models,
     open_output,
     output_root,
-    video_row_ok,
 )
-from preprocess.stages import (
-    DECODE,
-    RunMeta,
-    Stage,
-    StageFn,
-    decoded_clips,
-    finished,
-    probe,
-    run_stages,
-    stage_rank,
-)
-from shards.schema import ClipRow
-from shards.staging import VideoStaging
-from shards.writer import ShardWriter
+from preprocess.stages import Resources, RunMeta, Stage, decoded_clips, probe
+from preprocess.transit import Item, batch_of, from_row, rows_of, to_row
+from preprocess.video_passes import Passes
+from preprocess.writers import VideoReport, VideoWriter, writer_for
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Item:
-    """What travels between the stages: one clip of a video, or the video's end marker."""
-
-    kind: str
-    """``clip`` | ``end``."""
-    video_id: str
-    source: str
-    started: float
-    """Epoch seconds at which the video's decode task started."""
-    deadline: float | None = None
-    clip: Clip | None = None
-    encoded: EncodedClip | None = None
-    info: VideoInfo | None = None
-    """``end``: the probed video (None when probing failed)."""
-    index: int = 0
-    """``clip``: the clip's position in its video; ``end``: how many clips were emitted."""
-    error: tuple[str, str] | None = None
-    """(stage, message) of a failure (a StageError does not survive pickling as itself)."""
-
-    def fail(self, err: StageError) -> None:
-        """Turn the item into an error (its arrays are dropped: nothing of it is written)."""
-        self.error, self.clip, self.encoded = (err.stage, err.message), None, None
-
-    def advance(self, steps: Sequence[tuple[Stage, StageFn]], timeout_s: float, last: bool) -> None:
-        """A clip through built stages; after the ``last`` ones only its encoded form goes on."""
-        if self.kind != "clip" or self.error is not None or self.clip is None:
-            return
-        try:
-            self.clip = run_stages(steps, self.clip, self.deadline, timeout_s)
-            if last:
-                self.encoded, self.clip = finished(self.clip), None
-        except StageError as err:
-            self.fail(err)
-
-
-def _row(item: Item) -> dict[str, Any]:
-    return {"video_id": item.video_id, "item": item}
+EXTRACTORS = ("auto", "fused", "separate")
 
 
 # --- the pipeline --------------------------------------------------------------------------
 
 
 def build_dataset(
-    sources: list[str], cfg: PreprocessConfig, run_meta: RunMeta, table: Sequence[Stage]
+    sources: list[str],
+    cfg: PreprocessConfig,
+    run_meta: RunMeta,
+    table: Sequence[Stage],
+    writers: Sequence[Any],
+    fused: bool = False,
 ) -> Any:
-    """The Ray Data graph, top to bottom; consumed (and shards written) by :func:`run_ray`."""
+    """The Ray Data graph, top to bottom; its rows are the writers' reports (consumed by
+    :func:`run_ray`)."""
     r = cfg.run
     # Retry bounds are Ray remote args: Ray 2.60 warns that these keyword arguments go away in
     # Ray 2.64 without naming a successor; revisit them when upgrading.
-    # Items are Python objects: say so, rather than have Ray warn on every worker.
-    ray.data.DataContext.get_current().enable_fallback_to_arrow_object_ext_type = True
     # discover (driver): 1 row per video, one block each so that every video is its own task
     ds: Any = ray.data.from_items(
         [{"source": s} for s in sources], override_num_blocks=len(sources)
@@ -124,53 +86,71 @@ def build_dataset(
     ds = ds.flat_map(
         decode_video, fn_kwargs={"cfg": cfg}, num_cpus=r.decode_cpus, max_retries=r.max_retries
     )
-    # the stage table, 1 clip -> 1 clip each: a model stage is an actor pool (model loaded
-    # once per actor, GPU fraction optional), consecutive CPU stages one task per clip; after
-    # the last stage only the encoded sample goes on (frames dropped)
-    groups = stage_groups(table)
+    # the stage table, 1 clip -> 1 clip each: model stages an actor pool each, or together one
+    # fused pool (models loaded once per actor, GPU fraction optional), consecutive CPU stages
+    # one task per clip; the last operator hands each finished item to its video's writer
+    # (1 clip -> 1 report row, a few hundred bytes)
+    groups = stage_groups(table, fused)
     for group in groups:
-        last = group is groups[-1]
+        last = writers if group is groups[-1] else None
         if group[0].is_model:
-            ds = _model_stage(ds, group[0], cfg, last)
+            ds = _model_stage(ds, group, cfg, last)
         else:
             ds = ds.map(
                 cpu_stages,
-                fn_kwargs={"group": group, "cfg": cfg, "run_meta": run_meta, "last": last},
-                num_cpus=max(s.resources(r).cpus for s in group),
+                fn_kwargs={"group": group, "cfg": cfg, "run_meta": run_meta, "writers": last},
+                num_cpus=group_resources(group, r).cpus,
                 max_retries=r.max_retries,
             )
-    # shard writing: in the driver (VideoAssembler), whole videos committed as they complete
     return ds
 
 
-def stage_groups(table: Sequence[Stage]) -> list[tuple[Stage, ...]]:
-    """The table as Ray operators: each model stage alone, consecutive CPU stages together."""
+def stage_groups(table: Sequence[Stage], fused: bool = False) -> list[tuple[Stage, ...]]:
+    """The table as Ray operators: consecutive CPU stages together; consecutive model stages
+    together when ``fused``, else each alone."""
     groups: list[tuple[Stage, ...]] = []
     for s in table:
-        if groups and not s.is_model and not groups[-1][0].is_model:
+        if groups and s.is_model == groups[-1][0].is_model and (fused or not s.is_model):
             groups[-1] = (*groups[-1], s)
         else:
             groups.append((s,))
     return groups
 
 
-def _model_stage(ds: Any, entry: Stage, cfg: PreprocessConfig, last: bool) -> Any:
-    res = entry.resources(cfg.run)
+def group_resources(group: Sequence[Stage], r: RunConfig) -> Resources:
+    """One worker of an operator: a CPU task (the largest of its stages), a model actor, or a
+    fused actor (the sum of its stages' CPUs and GPUs, at most one GPU; ``run.fused_actors``,
+    else the largest pool of its stages)."""
+    res = [s.resources(r) for s in group]
+    if not group[0].is_model:
+        return Resources(max(x.cpus for x in res))
+    if len(res) == 1:
+        return res[0]
+    actors = r.fused_actors or max(x.actors for x in res)
+    return Resources(sum(x.cpus for x in res), min(1.0, sum(x.gpus for x in res)), actors)
+
+
+def _model_stage(
+    ds: Any, group: Sequence[Stage], cfg: PreprocessConfig, writers: Sequence[Any] | None
+) -> Any:
+    res = group_resources(group, cfg.run)
     gpus = res.gpus
+    names = "+".join(s.name for s in group)
     if gpus > 0 and not ray.cluster_resources().get("GPU"):
         # An actor asking for a GPU the cluster does not have would wait forever; a GPU preset
         # (paper.yaml) still runs, slowly, on a CPU-only cluster.
         log.warning(
             "the %s actors ask for %g GPU each but the cluster has no GPU: they run on CPU",
-            entry.name,
+            names,
             gpus,
         )
         gpus = 0.0
-    # Named after the stage (PoseActor): Ray names the operator and its processes after it.
-    actor = type(f"{entry.name.title().replace('_', '')}Actor", (ModelActor,), {})
+    # Named after the stages (PoseActor, PoseFlowDepthActor): Ray names the operator after it.
+    title = "".join(s.name.title().replace("_", "") for s in group)
+    actor = type(f"{title}Actor", (ModelActor,), {})
     return ds.map_batches(
         actor,
-        fn_constructor_kwargs={"entry": entry, "cfg": cfg, "last": last},
+        fn_constructor_kwargs={"group": tuple(group), "cfg": cfg, "writers": writers},
         batch_size=cfg.run.clips_per_batch,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=res.actors),
@@ -191,26 +171,34 @@ def decode_video(row: dict[str, Any], cfg: PreprocessConfig) -> Iterator[dict[st
     try:
         head.info = probe(source, cfg, deadline)
         for clip in decoded_clips(head.info, cfg, deadline):
-            yield _row(Item("clip", head.video_id, source, started, deadline, clip, index=n))
+            item = Item("clip", head.video_id, source, started, deadline, clip, index=n)
+            item.raw_bytes = clip.frames.nbytes
+            yield to_row(item)
             n += 1
     except StageError as err:
         head.fail(err)
     head.index = n
-    yield _row(head)
+    yield to_row(head)
 
 
 class ModelActor:
-    """One model stage in a Ray actor: its model loaded once, then a batch of items per call."""
+    """Model stages in a Ray actor (one, or several fused): models loaded once, then a batch
+    of rows per call; the last operator hands its items to the writers."""
 
-    def __init__(self, entry: Stage, cfg: PreprocessConfig, last: bool) -> None:
-        assert entry.model is not None, f"{entry.name} is not a model stage"
-        self.steps = [(entry, entry.model(cfg))]
-        self.limit, self.last = cfg.run.video_timeout_s, last
+    def __init__(
+        self, group: Sequence[Stage], cfg: PreprocessConfig, writers: Sequence[Any] | None
+    ) -> None:
+        self.extractors = FusedExtractors(cfg, group)
+        self.limit, self.writers = cfg.run.video_timeout_s, writers
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for item in batch["item"]:
-            item.advance(self.steps, self.limit, self.last)
-        return batch
+        items = [from_row(row) for row in rows_of(batch)]
+        for item in items:
+            item.advance(self.extractors.steps, self.limit, last=self.writers is not None)
+        if self.writers is not None:
+            done = [deliver(item, self.writers) for item in items]
+            return {k: np.array([d[k] for d in done], dtype=object) for k in ("video_id", "report")}
+        return batch_of([to_row(item) for item in items])
 
 
 def cpu_stages(
@@ -218,91 +206,37 @@ def cpu_stages(
     group: Sequence[Stage],
     cfg: PreprocessConfig,
     run_meta: RunMeta,
-    last: bool,
+    writers: Sequence[Any] | None,
 ) -> dict[str, Any]:
     """Consecutive CPU stages on one clip (built here: they are cheap to build)."""
-    item: Item = row["item"]
+    item = from_row(row)
     if item.kind == "clip" and item.error is None:
         steps = [(s, s.cpu(cfg, run_meta)) for s in group if s.cpu is not None]
-        item.advance(steps, cfg.run.video_timeout_s, last)
-    return row
+        item.advance(steps, cfg.run.video_timeout_s, last=writers is not None)
+    return to_row(item) if writers is None else deliver(item, writers)
 
 
-# --- the driver: regroup clips per video, commit whole videos ------------------------------
+def deliver(item: Item, writers: Sequence[Any]) -> dict[str, Any]:
+    """Hand a finished item to its video's writer; the row for the driver: the reports of the
+    videos it finished (pickled), no sample bytes.
 
-
-@dataclass
-class _Video:
-    source: str
-    started: float
-    staging: VideoStaging
-    seen: set[int] = field(default_factory=set)
-    """Clip positions received (a retried task may emit a clip again)."""
-    rows: list[ClipRow] = field(default_factory=list)
-    times: list[dict[str, float]] = field(default_factory=list)
-    """Stage times of each staged clip."""
-    expected: int | None = None
-    info: VideoInfo | None = None
-    error: StageError | None = None
-
-    def note_error(self, err: StageError) -> None:
-        """Keep the failure of the earliest stage (the one a local run would have reported)."""
-        if self.error is None or stage_rank(err.stage) < stage_rank(self.error.stage):
-            self.error = err
-
-
-class VideoAssembler:
-    """Stages each video's encoded clips as they arrive; commits or fails it when complete."""
-
-    def __init__(self, writer: ShardWriter, summary: RunSummary) -> None:
-        self.writer = writer
-        self.summary = summary
-        self.open: dict[str, _Video] = {}
-        self.finished: set[str] = set()
-
-    def add(self, item: Item) -> None:
-        if item.video_id in self.finished:  # re-emitted by a retried task: already written
-            return
-        video = self.open.get(item.video_id)
-        if video is None:
-            staging = self.writer.begin_video(item.video_id)
-            video = self.open[item.video_id] = _Video(item.source, item.started, staging)
-        if item.error is not None:
-            video.note_error(StageError(*item.error))
-        if item.kind == "end":
-            video.expected, video.info = item.index, item.info
-        elif item.index not in video.seen:
-            video.seen.add(item.index)
-            if item.encoded is not None and video.error is None:
-                video.staging.add(item.encoded.fields, item.encoded.row)
-                video.rows.append(item.encoded.row)
-                video.times.append(item.encoded.seconds)
-        if video.expected is not None and len(video.seen) >= video.expected:
-            self._finish(item.video_id, video)
-
-    def _finish(self, video_id: str, video: _Video) -> None:
-        del self.open[video_id]
-        self.finished.add(video_id)
-        seconds = time.time() - video.started
-        if video.error is None and video.info is not None:
-            row = video_row_ok(video.info, video.rows, seconds)
-            video.staging.commit(row)
-            self.summary.add(row, video.times)
-            log.info("done %s: %s, %d clips", video.source, row.status, len(video.rows))
-            return
-        err = video.error or StageError(DECODE, "the video ended without its probe")
-        video.staging.discard()
-        log.warning("failed %s at %s: %s", video.source, err.stage, err.message)
-        row = failed_row(video.source, err, seconds)
-        self.writer.add_video_row(row)
-        self.summary.add(row)
-
-    def close(self) -> None:
-        """Videos still open when the stream ended lost rows: record them as failed."""
-        for video_id, video in list(self.open.items()):
-            video.note_error(StageError("job", "the stream ended before all its clips arrived"))
-            video.expected = len(video.seen)
-            self._finish(video_id, video)
+    A dead writer (its node lost) passes its videos to the next live one; a video whose items
+    ended up with two writers is committed by neither (each lacks clips) and runs again in
+    the next pass, like every video a lost writer had staged."""
+    item.store_bytes += item.encoded_bytes()
+    first = writer_for(item.video_id, len(writers))
+    reports: list[VideoReport] = []
+    for k in range(len(writers)):
+        writer = writers[(first + k) % len(writers)]
+        try:
+            reports = ray.get(writer.add.remote(item))
+            break
+        except ActorDiedError:
+            continue
+        except RayError as exc:  # unavailable: the call may or may not have run
+            log.warning("writer lost for %s (%s): the video runs again", item.source, exc)
+            break
+    return {"video_id": item.video_id, "report": pickle.dumps(reports)}
 
 
 # --- entry point ---------------------------------------------------------------------------
@@ -318,6 +252,8 @@ def run_ray(
     """Preprocess every input into ``output`` on Ray (a cluster, or a local instance)."""
     start = time.perf_counter()
     out = output_root(output)
+    if cfg.run.extractors not in EXTRACTORS:
+        raise ValueError(f"run.extractors={cfg.run.extractors!r}: use one of {EXTRACTORS}")
     # Before starting anything: a quick, clear refusal.
     check_same_config(out, cfg, compare=not allow_config_change)
     table = stages.STAGES  # read once: the workers get these very stage objects
@@ -325,18 +261,80 @@ def run_ray(
     try:
         backends = ray.get(_backend_identity.remote(cfg, table))
         plan = open_output(inputs, out, cfg, backends, allow_config_change=allow_config_change)
-        summary = RunSummary(skipped_done=plan.skipped_done)
-        if plan.todo:
-            with ShardWriter(out, cfg.shards.max_clips, cfg.shards.max_bytes) as writer:
-                assembler = VideoAssembler(writer, summary)
-                for row in build_dataset(plan.todo, cfg, plan.run_meta, table).iter_rows():
-                    assembler.add(row["item"])
-                assembler.close()
+        fused = use_fused(cfg.run)
+        log.info("model stages: %s", "one fused actor pool" if fused else "a pool per stage")
+        passes = Passes(out, cfg, plan.todo)
+        while passes.todo and passes.next_pass():
+            writers = start_writers(out, cfg)
+            try:
+                dataset = build_dataset(passes.todo, cfg, plan.run_meta, table, writers, fused)
+                for row in dataset.iter_rows():
+                    passes.received(row["report"], len(row["video_id"]))
+            except Exception as exc:
+                if not lost_work(exc):
+                    raise
+                log.warning("the pass ended early, Ray lost work: %s: %s", type(exc).__name__, exc)
+            finally:
+                stop_writers(writers)
+        summary = passes.finish(skipped_done=plan.skipped_done)
     finally:
         if started_here:
             ray.shutdown()
     summary.wall_seconds = time.perf_counter() - start
     return summary
+
+
+def lost_work(exc: BaseException) -> bool:
+    """Whether Ray lost a worker, an actor, a node or an object (the videos can run again),
+    rather than our code raising (a bug: not retried)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, RayTaskError):
+            seen = seen.cause if isinstance(seen.cause, BaseException) else seen.__cause__
+            continue
+        if isinstance(seen, RayError) and not isinstance(seen, UserCodeException):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def use_fused(r: RunConfig) -> bool:
+    """``run.extractors`` resolved: ``auto`` is fused on a cluster with GPUs."""
+    if r.extractors == "auto":
+        return bool(ray.cluster_resources().get("GPU"))
+    return r.extractors == "fused"
+
+
+WriterActor = ray.remote(VideoWriter)
+
+
+def start_writers(out: str, cfg: PreprocessConfig) -> list[Any]:
+    """The pass's writer actors: ``run.writers``, or one per node with CPUs, spread over
+    them. Each holds no CPU (it only moves bytes) and is restarted on its node if it crashes;
+    when its node is lost it is gone (its videos go to the next writer, see :func:`deliver`)."""
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU"))
+    count = cfg.run.writers or max(1, len(nodes))
+    writers = []
+    for i in range(count):
+        where: Any = "SPREAD"
+        if nodes:
+            where = NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False)
+        options = {"num_cpus": 0, "max_restarts": cfg.run.max_retries, "max_task_retries": 0}
+        writers.append(
+            WriterActor.options(scheduling_strategy=where, **options).remote(out, cfg.shards, i)
+        )
+    log.info("%d writer actors", count)
+    return writers
+
+
+def stop_writers(writers: Sequence[Any]) -> None:
+    """Publish each writer's open shard and pending rows, then end it (a lost one: nothing)."""
+    for i, writer in enumerate(writers):
+        try:
+            ray.get(writer.close.remote())
+        except RayError as exc:
+            log.warning("writer %d was lost: its unpublished videos run again (%s)", i, exc)
+        ray.kill(writer, no_restart=True)
 
 
 @ray.remote(num_cpus=1)
@@ -348,7 +346,7 @@ def _backend_identity(cfg: PreprocessConfig, table: Sequence[Stage]) -> dict[str
 def connect(r: RunConfig, table: Sequence[Stage] | None = None) -> bool:
     """Join the configured cluster (``run.address``, else ``RAY_ADDRESS``), or start a local
     instance sized so that every actor and one task of each kind fit; True if started here."""
-    needed = cpus_needed(r, table)
+    needed = cpus_needed(r, table, fused=r.extractors == "fused")
     if ray.is_initialized():
         started = False
     elif address := r.address or os.environ.get("RAY_ADDRESS", ""):
@@ -372,10 +370,11 @@ def connect(r: RunConfig, table: Sequence[Stage] | None = None) -> bool:
     return started
 
 
-def cpus_needed(r: RunConfig, table: Sequence[Stage] | None = None) -> float:
-    """CPUs that every actor plus one decode task and one task of each CPU group hold at once."""
+def cpus_needed(r: RunConfig, table: Sequence[Stage] | None = None, fused: bool = False) -> float:
+    """CPUs that every actor plus one decode task and one task of each CPU group hold at once
+    (writers hold none)."""
     total = r.decode_cpus
-    for group in stage_groups(stages.STAGES if table is None else table):
-        res = [s.resources(r) for s in group]
-        total += res[0].actors * res[0].cpus if group[0].is_model else max(x.cpus for x in res)
+    for group in stage_groups(stages.STAGES if table is None else table, fused):
+        res = group_resources(group, r)
+        total += res.actors * res.cpus if group[0].is_model else res.cpus
     return total

@@ -31,7 +31,7 @@ from preprocess.clip import StageError, VideoInfo, video_id_for
 from preprocess.config import PreprocessConfig
 from preprocess.discover import discover
 from preprocess.stages import DECODE, ModelStage, RunMeta, Stage, StageFn, stage_names
-from shards.config import config_to_dict
+from shards.config import ConfigError, config_from_dict, config_to_dict
 from shards.reader import read_videos
 from shards.schema import (
     CONFIG_FILE,
@@ -151,7 +151,7 @@ def check_same_config(
     changed: dict[str, tuple[Any, Any]] = {}
     if old_config is not None:
         new = _flatten(config_to_dict(cfg))
-        changed.update(_differences(_flatten(old_config), new, skip=RUN_SECTION))
+        changed.update(_differences(_flatten(_with_defaults(old_config)), new, skip=RUN_SECTION))
     if old_backends is not None and backends is not None:
         old = _flatten({"backends": old_backends})
         changed.update(_differences(old, _flatten({"backends": backends})))
@@ -161,6 +161,16 @@ def check_same_config(
             f"{out} was written with a different config or model ({detail}); use a new "
             "output, or pass --allow-config-change to add clips made with the new one"
         )
+
+
+def _with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the keys added since it was written at their defaults, so that an
+    output written before a new option existed resumes when the option keeps its default
+    (a key that no longer exists cannot be filled: the stored mapping is compared as it is)."""
+    try:
+        return config_to_dict(config_from_dict(PreprocessConfig, stored))
+    except ConfigError:
+        return stored
 
 
 def _stored(path: str, parse: Callable[[str], Any]) -> dict[str, Any] | None:
@@ -271,6 +281,15 @@ class RunSummary:
     wall_seconds: float = 0.0
     skipped_done: int = 0
     """Videos already finished in an earlier run on the same output."""
+    driver_bytes: int = 0
+    """Ray job: bytes the driver received (the writers' per-video reports)."""
+    store_bytes: int = 0
+    """Ray job: object-store bytes the committed clips took on their way (rows between the
+    operators, the encoded samples handed to the writers)."""
+    raw_bytes: int = 0
+    """Ray job: raw frame bytes (T x H x W x 3) of the committed clips."""
+    passes: int = 1
+    """Ray job: passes over the videos (more than one when work was lost, e.g. a node)."""
 
     def add(self, row: VideoRow, clip_seconds: Sequence[Mapping[str, float]] = ()) -> None:
         """A finished video: its row, and the stage times of each of its committed clips."""
@@ -286,15 +305,25 @@ class RunSummary:
     def format(self) -> str:
         lines = [
             f"videos: {dict(self.status)} (+{self.skipped_done} already done), "
-            f"clips: {self.clips}, frames: {self.frames}, wall: {self.wall_seconds:.1f} s",
+            f"clips: {self.clips}, frames: {self.frames}, wall: {self.wall_seconds:.1f} s"
+            + (f", {self.passes} passes (work lost and run again)" if self.passes > 1 else ""),
             "frames/s per stage: "
             + ", ".join(
                 f"{n} {self.frames / s:.1f}" if s >= 0.01 else f"{n} (< 10 ms in all)"
                 for n, s in self.stage_seconds.items()
             ),
         ]
+        if self.frames and (self.driver_bytes or self.raw_bytes):
+            lines.append(
+                f"per stored frame: {self.driver_bytes / self.frames:.0f} bytes through the "
+                f"driver, object-store bytes {self.store_ratio():.2f} x the raw frame"
+            )
         lines += [f"failed at {stg}: {n} x {msg}" for (stg, msg), n in self.reasons().items()]
         return "\n".join(lines)
+
+    def store_ratio(self) -> float:
+        """Object-store bytes ÷ raw frame bytes of the committed clips (0 when unknown)."""
+        return self.store_bytes / self.raw_bytes if self.raw_bytes else 0.0
 
     def reasons(self) -> dict[tuple[str, str], int]:
         """Failed videos by (stage, reason): the message up to its first colon."""

@@ -9,7 +9,9 @@ local path or a URI of ``shards.storage`` (``s3://...``).
 H.264 here means libx264, yuv420p (so H and W must be even), ``crf`` (0..51, lower is better)
 and ``preset`` as x264 knows them, in an MP4 container; the frame rate is stored in the stream
 as the nearest fraction with denominator <= 1001 (:func:`fps_fraction`), so 29.97 and
-30000/1001 survive exactly.
+30000/1001 survive exactly. ``threads`` is x264's thread count (0: x264's own choice, about
+1.5 per core); it changes speed, not the picture's quality. The size/speed/quality trade-off
+of the presets and CRFs is measured by ``benchmarks/encoder.py`` (table in docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ def fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(FPS_MAX_DENOMINATOR)
 
 
-def encode_h264(frames: np.ndarray, fps: float, crf: int = 18, preset: str = "medium") -> bytes:
-    """``(T, H, W, 3)`` uint8 RGB frames -> H.264 MP4 bytes (yuv420p, so H and W must be even)."""
+def encode_h264(
+    frames: np.ndarray, fps: float, crf: int = 18, preset: str = "medium", threads: int = 0
+) -> bytes:
+    """``(T, H, W, 3)`` uint8 RGB frames -> H.264 MP4 bytes (yuv420p, so H and W must be even);
+    ``threads`` x264 threads (0: x264 decides)."""
     _check(frames.dtype == np.uint8, f"frames must be uint8, got {frames.dtype}")
     _check(
         frames.ndim == 4 and frames.shape[-1] == 3 and frames.shape[0] >= 1,
@@ -51,12 +56,13 @@ def encode_h264(frames: np.ndarray, fps: float, crf: int = 18, preset: str = "me
     )
     _check(math.isfinite(fps) and fps > 0, f"fps must be a positive number, got {fps}")
     _check(0 <= int(crf) <= 51, f"crf must be in 0..51, got {crf}")
+    _check(int(threads) >= 0, f"threads must be >= 0 (0: x264 decides), got {threads}")
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps_fraction(fps))
         stream.width, stream.height = w, h
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(int(crf)), "preset": preset}
+        stream.options = {"crf": str(int(crf)), "preset": preset, "threads": str(int(threads))}
         for frame in frames:  # (H, W, 3)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py"))
 PACKAGES = {"preprocess", "shards", "model", "train", "tests"}
-HELP = ["extractors.py", "denoising.py", "loader.py", "browse.py", "mutation.py"]
+HELP = ["extractors.py", "denoising.py", "loader.py", "browse.py", "mutation.py", "encoder.py"]
+HELP += ["corpus.py", "pose_quality.py"]  # gpu_check.py: tests/test_gpu_check.py
 QUICK = {  # script -> lines its --quick run must print
     "extractors.py": [
         "| flow dis (medium) |",
@@ -30,6 +31,9 @@ QUICK = {  # script -> lines its --quick run must print
         "| depth depth_anything",
     ],
     "denoising.py": ["denoising step (CFG = 2 UNet evaluations", "VAE decode of the window"],
+    "pose_quality.py": ["| movenet | ", "| topdown | ", "load average after"],
+    "encoder.py": ["| medium | ", "CPU ms per stored frame (mp4"],
+    "corpus.py": ["pipeline efficiency", "per stored frame: driver CPU", "MiB  driver"],
 }
 
 

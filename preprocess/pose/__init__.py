@@ -1,8 +1,8 @@
 """Multi-person whole-body pose: backends (registry), cleanup and tracking.
 
-Importing this package registers the built-in backends (``movenet``, ``precomputed``,
-``dwpose``); it is light (NumPy, OpenCV, SciPy; onnxruntime is imported only when a model
-backend is built). Every backend has the shape of :class:`preprocess.backends.Backend`
+Importing this package registers the built-in backends (``movenet``, ``topdown``,
+``precomputed``, ``dwpose``); it is light (NumPy, OpenCV, SciPy; onnxruntime is imported only
+when a model backend is built). Every backend has the shape of :class:`preprocess.backends.Backend`
 (built from ``cfg.pose``, ``.device``, ``.identity()``). The pose-map renderer and the keypoint
 layout live in the pure geometry layer (``preprocess.geometry.render`` / ``.layout``) and are
 re-exported here. See docs/pose.md.
@@ -10,7 +10,7 @@ re-exported here. See docs/pose.md.
 
 from preprocess.geometry.layout import NUM_KEYPOINTS
 from preprocess.geometry.render import render_pose, render_pose_sequence, to_openpose18
-from preprocess.pose import dwpose, movenet, precomputed  # noqa: F401  (fill the registry)
+from preprocess.pose import dwpose, movenet, precomputed, thunder  # noqa: F401  (registry)
 from preprocess.pose.base import (
     POSE_BACKENDS,
     PoseBackend,

@@ -1,15 +1,17 @@
 """Top-down pose machinery: person boxes -> one crop per person -> keypoints -> frame pixels.
 
-Shared by the top-down backends (``dwpose`` today); none of it knows a particular model:
+Shared by the top-down backends (``dwpose``, and ``topdown`` in :mod:`preprocess.pose.thunder`
+with its hands); none of it knows a particular model:
 
-- :class:`OnnxModel`: an NCHW image model in onnxruntime, batched as its file allows (a
+- :class:`OnnxModel`: an image model in onnxruntime (NCHW, or NHWC as TF.js exports are; fed
+  the input type of its file, float32 or int32), batched as its file allows (a
   symbolic batch runs ``pose.batch_size`` images per call; a fixed batch ``B`` runs chunks of
   exactly ``B``, the last padded by repetition and its extra outputs dropped);
 - :func:`letterbox`: a frame resized into a fixed input, top-left on a grey canvas (detectors);
 - :func:`nms_boxes`: score threshold + IoU non-maximum suppression of boxes;
 - :class:`Crop`, :func:`box_to_crop`, :func:`crop_matrix`, :func:`crop_patch`: a box padded
   and fitted to the crop model's aspect, and the affine warp frame -> crop (its inverse maps
-  keypoints back to frame pixels);
+  keypoints back to frame pixels); a crop may be rotated (``Crop.axes``: hand crops);
 - :class:`TopDownBackend`: the pose backend that chains them; a subclass gives the boxes
   (:meth:`~TopDownBackend.detect_boxes`) and the keypoints of a batch of crops
   (:meth:`~TopDownBackend.crop_keypoints`).
@@ -40,18 +42,26 @@ class OnnxModel:
     """An onnxruntime session with its input geometry and batch rule read from the file."""
 
     def __init__(
-        self, path: Path, device: str, threads: int, default_hw: tuple[int, int], key: str
+        self,
+        path: Path,
+        device: str,
+        threads: int,
+        default_hw: tuple[int, int],
+        key: str,
+        layout: str = "NCHW",
     ) -> None:
         self.session: Any = onnx_session(path, device, threads, key)
         self.device = session_device(self.session)
         spec = self.session.get_inputs()[0]
         self.input = spec.name
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.dtype = np.int32 if spec.type == "tensor(int32)" else np.float32
         shape = list(spec.shape)
         if len(shape) != 4:
-            raise ValueError(f"{path}: expected an NCHW image input, got shape {shape}")
+            raise ValueError(f"{path}: expected an {layout} image input, got shape {shape}")
         self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-        dims = [d if isinstance(d, int) and d > 0 else None for d in shape[2:]]
+        spatial = shape[2:] if layout == "NCHW" else shape[1:3]  # NHWC: TF.js exports
+        dims = [d if isinstance(d, int) and d > 0 else None for d in spatial]
         self.hw = (dims[0] or default_hw[0], dims[1] or default_hw[1])
         self.provider = self.session.get_providers()[0]
 
@@ -60,7 +70,8 @@ class OnnxModel:
         return max(batch_size, self.fixed_batch or 1)
 
     def run(self, batch: np.ndarray, batch_size: int) -> list[np.ndarray]:
-        """All outputs for ``batch`` (N, 3, h, w), in chunks the model's batch dim allows."""
+        """All outputs for ``batch`` (N, 3, h, w) or (N, h, w, 3), as the file's input type
+        (float32 or int32), in chunks the model's batch dim allows."""
         n = len(batch)
         step = self.fixed_batch or max(1, batch_size)
         chunks: list[list[np.ndarray]] = []
@@ -69,7 +80,7 @@ class OnnxModel:
             real = len(part)
             if self.fixed_batch and real < self.fixed_batch:  # pad a fixed batch by repetition
                 part = np.concatenate([part, np.repeat(part[-1:], self.fixed_batch - real, 0)])
-            outs = self.session.run(None, {self.input: np.ascontiguousarray(part, np.float32)})
+            outs = self.session.run(None, {self.input: np.ascontiguousarray(part, self.dtype)})
             chunks.append([o[:real] for o in outs])
         return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
@@ -110,11 +121,14 @@ def nms_boxes(
 
 @dataclass
 class Crop:
-    """Where a person crop comes from: centre (x, y) and size (w, h) in frame pixels."""
+    """Where a crop comes from: centre (x, y) and size (w, h) in frame pixels; ``axes`` (2, 2),
+    when set, holds the frame directions of the crop's x and y axes (rows, a rotation: hand
+    crops turned so that the fingers point up); None is an axis-aligned crop."""
 
     frame: int
     centre: np.ndarray
     scale: np.ndarray
+    axes: np.ndarray | None = None
 
 
 def box_to_crop(
@@ -131,6 +145,10 @@ def box_to_crop(
 def crop_matrix(crop: Crop, input_hw: tuple[int, int]) -> np.ndarray:
     """2x3 affine frame -> crop: uniform scale input_w / crop_w, centre to the input centre."""
     s = input_hw[1] / crop.scale[0]
+    if crop.axes is not None:  # rotated: p' = s * axes @ (p - centre) + input centre
+        linear = s * np.asarray(crop.axes, np.float64)  # (2, 2)
+        shift = np.array([input_hw[1] / 2, input_hw[0] / 2]) - linear @ crop.centre
+        return np.concatenate([linear, shift[:, None]], 1)
     cx, cy = crop.centre
     return np.array(
         [[s, 0.0, input_hw[1] / 2 - s * cx], [0.0, s, input_hw[0] / 2 - s * cy]], np.float64
@@ -146,6 +164,14 @@ def crop_patch(frame: np.ndarray, crop: Crop, input_hw: tuple[int, int]) -> np.n
 
 def crop_to_frame(xy: np.ndarray, crops: list[Crop], input_hw: tuple[int, int]) -> np.ndarray:
     """(M, K, 2) crop pixels -> frame pixels, through the inverse of :func:`crop_matrix`."""
+    if any(c.axes is not None for c in crops):  # p = axes^T @ (p' - input centre) / s + centre
+        out = np.empty(np.shape(xy), np.float64)
+        middle = np.array([input_hw[1] / 2, input_hw[0] / 2])
+        for i, c in enumerate(crops):
+            axes = np.eye(2) if c.axes is None else np.asarray(c.axes, np.float64)
+            s = input_hw[1] / c.scale[0]
+            out[i] = (np.asarray(xy[i]) - middle) @ axes / s + c.centre  # (K, 2)
+        return out
     centre = np.stack([c.centre for c in crops])[:, None]  # (M, 1, 2)
     scale = np.stack([c.scale for c in crops])[:, None]  # (M, 1, 2)
     return xy / np.array([input_hw[1], input_hw[0]]) * scale + centre - scale / 2

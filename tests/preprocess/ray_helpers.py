@@ -27,7 +27,7 @@ from shards.reader import read_clips
 from tests.media import read_frames
 
 REPO = Path(__file__).resolve().parents[2]
-CPU_PRESET = REPO / "jobs" / "preprocess" / "cpu.yaml"
+CPU_PRESET = REPO / "jobs" / "preprocess" / "cpu_fast.yaml"  # MoveNet MultiPose: fast
 PYTHON = sys.executable
 
 
@@ -56,8 +56,10 @@ def vtest_videos(vtest: Path, folder: Path, n_videos: int, frames: int) -> list[
 
 
 def job_overrides(movenet_onnx: Path) -> list[str]:
-    """Small, fast settings shared by the Ray tests (the same for every run compared)."""
+    """Small, fast settings shared by the Ray tests (the same for every run compared): MoveNet
+    MultiPose whatever pose backend the CPU preset chooses."""
     return [
+        "pose.backend=movenet",
         f"pose.model={movenet_onnx}",
         "pose.input_size=256",
         "decode.clip_frames=16",
@@ -159,11 +161,19 @@ def wait_for(condition: Callable[[], bool], limit_s: float, poll_s: float = 0.05
     return True
 
 
+def ray_node_id() -> str:
+    """The Ray node this process runs on, ``-`` outside a Ray worker (Ray is not imported)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return "-"
+    return str(ray.get_runtime_context().get_node_id())
+
+
 class Marked:
     """A stage function that leaves files in ``folder`` for the tests: ``KEY.PID.start`` when
     it starts a clip and ``KEY.PID.done`` when the wrapped stage returned it. The clip
     ``hold`` (``VIDEO_FILE_NAME:CLIP_INDEX``) waits on its first attempt, after writing
-    ``held`` (``KEY PID``), until the file ``release`` exists: a clip provably in flight,
+    ``held`` (``KEY PID NODE``: the Ray node id, ``-`` outside Ray), until the file ``release`` exists: a clip provably in flight,
     for a test to kill its worker. A retried attempt of the held clip does not wait."""
 
     def __init__(self, inner: StageFn, folder: str, hold: str = "") -> None:
@@ -175,7 +185,7 @@ class Marked:
         (self.folder / f"{key}.{pid}.start").touch()
         if first and self.hold == f"{Path(clip.video.source).name}:{clip.index}":
             tmp = self.folder / f".held.{pid}"
-            tmp.write_text(f"{key} {pid}")
+            tmp.write_text(f"{key} {pid} {ray_node_id()}")
             tmp.replace(self.folder / "held")  # whole, for the test that polls for it
             wait_for((self.folder / "release").exists, HOLD_LIMIT_S)
         result = self.inner(clip)

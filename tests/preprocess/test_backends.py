@@ -42,6 +42,7 @@ REGISTRIES: dict[str, Registry[Any]] = {
 RUNTIMES = {  # where each backend may run: cpu = plain CPU code, cuda is an error
     ("pose", "movenet"): "onnx",
     ("pose", "dwpose"): "onnx",
+    ("pose", "topdown"): "onnx",
     ("pose", "precomputed"): "cpu",
     ("flow", "dis"): "cpu",
     ("flow", "pwcnet"): "torch",
@@ -52,10 +53,14 @@ BACKENDS = list(RUNTIMES)
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory, movenet_onnx: Path) -> dict[str, Path]:
+def weights(
+    tmp_path_factory: pytest.TempPathFactory, movenet_onnx: Path, assets: Path
+) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("backends")
     return {
         "movenet": movenet_onnx,
+        "topdown": assets / "models" / "movenet_thunder.onnx",
+        "nanodet": assets / "models" / "nanodet_m_416.onnx",
         "yolox": write_yolox_onnx(d / "yolox_l.onnx", planted_head((640, 640), [])),
         "dwpose": write_dwpose_onnx(d / "dw-ll_ucoco_384.onnx"),
         "pwcnet": write_pwcnet_checkpoint(d / "pwcnet.pth", TINY_PWCNET),
@@ -65,10 +70,12 @@ def weights(tmp_path_factory: pytest.TempPathFactory, movenet_onnx: Path) -> dic
 
 def config(kind: str, name: str, weights: dict[str, Path], device: str) -> Any:
     if kind == "pose":
+        detectors = {"dwpose": str(weights["yolox"]), "topdown": str(weights["nanodet"])}
         return PoseConfig(
             backend=name,
             model=str(weights.get(name, "")),
-            detector=str(weights["yolox"]) if name == "dwpose" else "",
+            detector=detectors.get(name, ""),
+            box_sources=["nanodet"],  # topdown: NanoDet boxes only (no MultiPose path given)
             device=device,
         )
     if kind == "flow":
@@ -86,7 +93,7 @@ def gpu_available(runtime: str) -> bool:
 
 def runs_on(backend: Backend[Any]) -> str:
     """Where the backend's model really is: 'cpu' or 'cuda' (no model: its ``device``)."""
-    sessions = {"movenet": "session", "dwpose": "pose"}
+    sessions = {"movenet": "session", "dwpose": "pose", "topdown": "pose"}
     if backend.name in sessions:
         session = getattr(backend, sessions[backend.name])
         session = getattr(session, "session", session)
@@ -123,7 +130,7 @@ def test_device_is_resolved_and_a_missing_gpu_is_an_error(
         REGISTRIES[kind].create(config(kind, name, weights, "gpu"))
 
 
-@pytest.mark.parametrize("name", ["movenet", "dwpose"])
+@pytest.mark.parametrize("name", ["movenet", "dwpose", "topdown"])
 def test_onnx_backends_never_fall_back_to_the_cpu_silently(
     name: str,
     weights: dict[str, Path],

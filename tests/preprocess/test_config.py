@@ -63,7 +63,8 @@ def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
 def test_resolved_config_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MCANIM_ASSETS", "/data/assets")
     cfg = load_config(PreprocessConfig, REPO / "jobs/preprocess/cpu.yaml", ["flow.preset=fast"])
-    assert cfg.pose.model == "/data/assets/models/movenet_multipose.onnx"  # env resolved
+    assert cfg.pose.model == "/data/assets/models/movenet_thunder.onnx"  # env resolved
+    assert cfg.pose.detector == "/data/assets/models/nanodet_m_416.onnx"
     dump_config(cfg, tmp_path / "config.yaml")
     back = config_from_dict(
         PreprocessConfig, yaml.safe_load((tmp_path / "config.yaml").read_text())

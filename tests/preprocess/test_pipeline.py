@@ -34,7 +34,7 @@ from shards.reader import iter_samples, read_clips, read_videos
 from tests.preprocess.ray_helpers import with_audit_stage
 
 REPO = Path(__file__).resolve().parents[2]
-CPU_PRESET = REPO / "jobs" / "preprocess" / "cpu.yaml"
+CPU_PRESET = REPO / "jobs" / "preprocess" / "cpu_fast.yaml"  # MoveNet MultiPose: fast
 MARGIN = 24  # crop margin of the shake, in source pixels
 
 

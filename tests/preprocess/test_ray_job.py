@@ -2,8 +2,9 @@
 
 Same inputs, same config: the Ray Data pipeline must write what the local run writes (clip
 keys, statistics, video statuses and failure stages) even when a pose actor is killed
-mid-run, commit only whole videos, skip finished videos on a re-run, and turn stage failures
-and timeouts into ``failed`` rows. The first test also adds a model stage to the stage table
+mid-run, commit only whole videos (in the writer actor's own shards; the driver receives
+reports only), skip finished videos on a re-run, and turn stage failures and timeouts into
+``failed`` rows. Multi-node runs and node loss: ``test_cluster.py``. The first test also adds a model stage to the stage table
 (one entry, ``ray_helpers.with_audit_stage``): both runners must run it, time it and report
 its failures alike; and it marks the pose stage (``ray_helpers.with_marks``): the first clip
 of v0.mp4 is held in its pose actor, that actor process is killed (SIGKILL) while the clip is
@@ -27,16 +28,16 @@ import ray
 
 from preprocess import stages
 from preprocess.clip import EncodedClip, StageError, VideoInfo, video_id_for
-from preprocess.config import PreprocessConfig
+from preprocess.config import PreprocessConfig, ShardConfig
 from preprocess.deadline import within_deadline
 from preprocess.pipeline import run
 from preprocess.pose.precomputed import write_sidecar
-from preprocess.ray_job import Item, VideoAssembler, cpus_needed, run_ray
-from preprocess.runner import RunSummary
+from preprocess.ray_job import cpus_needed, run_ray
 from preprocess.stages import stage_names
+from preprocess.transit import Item, from_row, to_row
+from preprocess.writers import VideoWriter, writer_prefix
 from shards.config import load_config
 from shards.reader import read_clips, read_videos
-from shards.writer import ShardWriter
 from tests.preprocess.ray_helpers import (
     COMPARED,
     CPU_PRESET,
@@ -89,7 +90,7 @@ class ActorKiller(threading.Thread):
         wait_for(lambda: held.exists() or self.stop.is_set(), HOLD_LIMIT_S)
         if not held.exists():
             return
-        key, pid = held.read_text().split()
+        key, pid = held.read_text().split()[:2]
         if int(pid) not in {p.pid for p in psutil.Process().children(recursive=True)}:
             self.problem = f"{key} is held by {pid}, not a process of this test: not killed"
             return
@@ -169,6 +170,13 @@ def test_ray_job_writes_what_the_local_run_writes(
     )
     assert validates(tmp_path / "ray")
     assert "frames/s per stage: decode" in summary.format()
+    # The writer actor wrote the shards under its own prefix; the driver got reports only
+    # (a few hundred bytes per video, against ~0.3 MB of raw frames per stored frame here).
+    assert {c.split("-")[1] for c in read_clips(tmp_path / "ray").column("shard").to_pylist()} == {
+        "w000"
+    }
+    assert 0 < summary.driver_bytes < 1024 * summary.frames
+    assert summary.store_ratio() > 2  # separate pools: a clip's frames cross at every stage
 
     monkeypatch.setattr(stages, "STAGES", table)
     again = run_ray([str(videos)], tmp_path / "ray", ray_cfg)
@@ -256,30 +264,39 @@ def _info(vid: str) -> VideoInfo:
 def _clip_item(vid: str, index: int, error: tuple[str, str] | None = None) -> Item:
     fields, row = encoded_clip(vid, index)
     encoded = None if error else EncodedClip(row.key, fields, row)
-    return Item("clip", vid, SOURCES[vid], 0.0, None, encoded=encoded, index=index, error=error)
+    item = Item("clip", vid, SOURCES[vid], 0.0, None, encoded=encoded, index=index, error=error)
+    return from_row(to_row(item))  # as it travels
 
 
-def test_the_driver_commits_whole_videos_whatever_the_arrival_order(tmp_path: Path) -> None:
+def test_a_writer_commits_whole_videos_whatever_the_arrival_order(tmp_path: Path) -> None:
     """Clips out of order, a clip emitted twice and an end row re-emitted after the commit
-    (retried tasks), and a video whose later stage failed on one clip."""
+    (retried tasks), a video whose later stage failed on one clip; and a restarted writer
+    that gets a committed video again writes nothing twice."""
     a, b = SOURCES
-    summary = RunSummary()
-    with ShardWriter(tmp_path, max_clips=8) as writer:
-        assembler = VideoAssembler(writer, summary)
-        end_a = Item("end", a, SOURCES[a], 0.0, None, info=_info(a), index=3)
-        for item in [_clip_item(a, 2), end_a, _clip_item(b, 0), _clip_item(a, 0)]:
-            assembler.add(item)
-        assert set(assembler.open) == {a, b}
-        assembler.add(_clip_item(a, 0))  # again: ignored
-        assembler.add(_clip_item(b, 1, error=("flow", "ValueError: bad")))
-        assembler.add(_clip_item(a, 1))  # the last one: a is committed
-        assert set(assembler.open) == {b}
-        assembler.add(end_a)  # a retried decode task's end row: a is done already
-        assembler.add(Item("end", b, SOURCES[b], 0.0, None, info=_info(b), index=2))
-        assembler.close()
+    shards = ShardConfig(max_clips=8)
+    writer = VideoWriter(str(tmp_path), shards, index=3)
+    reports = []
+    end_a = Item("end", a, SOURCES[a], 0.0, None, info=_info(a), index=3)
+    for item in [_clip_item(a, 2), end_a, _clip_item(b, 0), _clip_item(a, 0)]:
+        reports += writer.add(item)
+    assert set(writer.assembler.open) == {a, b} and not reports
+    reports += writer.add(_clip_item(a, 0))  # again: ignored
+    reports += writer.add(_clip_item(b, 1, error=("flow", "ValueError: bad")))
+    reports += writer.add(_clip_item(a, 1))  # the last one: a is committed
+    assert set(writer.assembler.open) == {b} and [r.row.video_id for r in reports] == [a]
+    assert len(reports[0].times) == 3 and reports[0].row.n_clips == 3
+    reports += writer.add(end_a)  # a retried decode task's end row: a is done already
+    reports += writer.add(Item("end", b, SOURCES[b], 0.0, None, info=_info(b), index=2))
+    assert [(r.row.video_id, r.row.status) for r in reports] == [(a, "ok"), (b, "failed")]
+    assert writer.close() == [f"{writer_prefix(3)}-000000.tar"]
+    # A writer started after the commit (a restarted actor) ignores the committed videos.
+    again = VideoWriter(str(tmp_path), shards, index=3)
+    for i in range(3):
+        assert again.add(_clip_item(a, i)) == []
+    assert again.add(end_a) == [] and again.close() == []
     rows = {r["video_id"]: r for r in read_videos(tmp_path).to_pylist()}
     assert rows[a]["status"] == "ok" and rows[a]["n_clips"] == 3
     assert (rows[b]["status"], rows[b]["error_stage"]) == ("failed", "flow")
     assert sorted(read_clips(tmp_path).column("clip_index").to_pylist()) == [0, 1, 2]
-    assert summary.status == {"ok": 1, "failed": 1} and len(rows) == 2
+    assert len(read_videos(tmp_path)) == 2
     assert validates(tmp_path)

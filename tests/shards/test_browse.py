@@ -57,7 +57,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory, vtest: Path, dance: Path) -> 
         "decode.max_frames=32", "decode.clip_frames=16", "run.runner=local",
         "shards.max_clips=2", "shards.x264_preset=ultrafast", "pose.input_size=256",
     ]  # fmt: skip
-    config = REPO / "jobs" / "preprocess" / "cpu.yaml"
+    config = REPO / "jobs" / "preprocess" / "cpu_fast.yaml"  # MoveNet MultiPose: fast
     argv = ["--config", str(config), "--output", str(out), "--input", str(inputs)]
     assert preprocess_main([*argv, *overrides]) == 0
     return out
@@ -292,6 +292,24 @@ def test_pages_hold_every_clip_once(browser: Any, tmp_path: Path) -> None:
     assert browser.find_element(By.ID, "page-info").text == "page 3 of 3"
     no_preview = browser.find_elements(By.CSS_SELECTOR, "td.nopreview")
     assert len(no_preview) == 20 and "python -m shards show" in no_preview[0].get_attribute("title")
+    assert errors(browser) == []
+
+
+def test_numbers_sort_as_numbers(browser: Any, tmp_path: Path) -> None:
+    """start_frame 0, 64, 128, 192, 256: as strings "64" would come first when descending."""
+    write_tables(tmp_path / "out", 120)
+    build_site(tmp_path / "out", tmp_path / "site")
+    open_page(browser, tmp_path / "site")
+    clips = read_clips(tmp_path / "out").to_pylist()
+    button = browser.find_element(By.CSS_SELECTOR, "button.sort[data-col=start_frame]")
+    button.click()  # ascending
+    wait(browser, lambda d: row_keys(d) == sorted_keys(clips, "start_frame", reverse=False)[:50])
+    button.click()  # descending
+    descending = sorted_keys(clips, "start_frame", reverse=True)[:50]
+    wait(browser, lambda d: row_keys(d) == descending)
+    assert browser.find_element(By.CSS_SELECTOR, "#clips tbody tr").get_attribute("data-key") == (
+        descending[0]
+    ) and descending[0].endswith("_0000256")
     assert errors(browser) == []
 
 
