@@ -62,9 +62,9 @@ demo:
 	  $(MAKE) --no-print-directory demo-paper; \
 	fi
 
-# The top-down CPU pose (about 1 frame/s on 2 cores, docs/pose.md) on the first 128 frames of
+# The top-down CPU pose (about 0.3-1 frame/s on 2 cores, docs/pose.md) on the first 64 frames of
 # each video: DEMO_FRAMES=0 for all of them, or jobs/preprocess/cpu_fast.yaml for speed.
-DEMO_FRAMES ?= 128
+DEMO_FRAMES ?= 64
 demo-cpu: demo-assets $(STAMP)
 	$(PY) -m preprocess --config jobs/preprocess/cpu.yaml --output $(DEMO_OUT) \
 	  --input "$(MCANIM_ASSETS)/videos/vtest.avi" --input "$(MCANIM_ASSETS)/videos/dance_single.mp4" \
