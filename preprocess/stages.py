@@ -20,6 +20,10 @@ build: on Ray it is built in the task of each clip, and consecutive CPU stages s
 Its time shows in the summary; a ``seconds_NAME`` column of ``shards.schema.ClipRow`` keeps
 it in the statistics too. After the last stage the clip carries its :class:`EncodedClip`,
 which :func:`finished` hands on to the shard writer.
+
+The video codecs (decord, PyAV) are imported inside the decode and encode stages, so the model
+stages (and :mod:`preprocess.fused`) import on a machine without them: the GPU check
+(``benchmarks/gpu_check.py``, docs/gpu.md) runs the extractors there.
 """
 
 from __future__ import annotations
@@ -32,12 +36,10 @@ from typing import Any, Protocol
 from preprocess.clip import Clip, EncodedClip, StageError, VideoInfo, stage
 from preprocess.config import PreprocessConfig, RunConfig
 from preprocess.deadline import within_deadline
-from preprocess.decode import iter_clips, probe_video
 from preprocess.depth import create_depth_backend
 from preprocess.flow import create_flow_backend
 from preprocess.geometry import clip_geometry, map_size
 from preprocess.pose import create_pose_backend
-from shards.codec import encode_sample
 from shards.schema import ClipRow, Sample
 
 DECODE = "decode"
@@ -184,6 +186,8 @@ class EncodeStage:
             depth=clip.depth,
             meta=clip_meta(clip, row, self.run_meta),
         )
+        from shards.codec import encode_sample  # PyAV: imported where used (see above)
+
         shards = self.cfg.shards
         fields = encode_sample(
             sample, crf=shards.crf, preset=shards.x264_preset, flow_step=shards.flow_step or None
@@ -239,6 +243,8 @@ def run_stages(
 
 def probe(source: str, cfg: PreprocessConfig, deadline: float | None) -> VideoInfo:
     """``decode.probe_video`` as the decode stage, within the video's deadline."""
+    from preprocess.decode import probe_video  # decord + PyAV: imported where used
+
     with stage(DECODE):
         limit = cfg.run.video_timeout_s
         return within_deadline(DECODE, deadline, probe_video, source, cfg.decode, timeout_s=limit)
@@ -246,6 +252,8 @@ def probe(source: str, cfg: PreprocessConfig, deadline: float | None) -> VideoIn
 
 def decoded_clips(info: VideoInfo, cfg: PreprocessConfig, deadline: float | None) -> Iterator[Clip]:
     """The video's clips one at a time (bounded memory), each timed as the decode stage."""
+    from preprocess.decode import iter_clips  # decord + PyAV: imported where used
+
     clips = iter_clips(info, cfg.decode)
     limit = cfg.run.video_timeout_s
     while True:

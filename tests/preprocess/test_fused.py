@@ -12,6 +12,8 @@ run again) from a bug (re-raised).
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +109,17 @@ def _raised(exc: BaseException, cause: BaseException) -> BaseException:
         raise exc from cause
     except BaseException as got:
         return got
+
+
+def test_the_extractors_import_without_the_video_codecs_or_ray() -> None:
+    """The GPU machine (docs/gpu.md) has no decord, PyAV, Ray or WebDataset: the fused
+    extractors and the stage table still import there (the codecs load in decode/encode)."""
+    blocked = ("decord", "av", "ray", "webdataset")
+    code = (
+        "import sys\n"
+        f"for m in {blocked!r}:\n    sys.modules[m] = None\n"
+        "import preprocess.fused, preprocess.stages\n"
+        "print('imported')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert run.returncode == 0 and "imported" in run.stdout, run.stderr[-2000:]
