@@ -34,7 +34,6 @@ import resource
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -42,7 +41,7 @@ from typing import Any
 
 import av
 import numpy as np
-import psutil  # a Ray dependency
+from pipeline import WorkerMemory  # benchmarks/pipeline.py: the same Ray worker sampler
 
 from preprocess.config import PreprocessConfig
 from preprocess.decode import iter_clips, probe_video
@@ -145,40 +144,6 @@ def stages_alone(videos: list[str], cfg: PreprocessConfig) -> tuple[int, dict[st
         clips = [run_stage(stage, fn, c, None, 0.0) for c in clips]
         cpu[stage.name] += cpu_seconds() - start
     return frames, {name: s / frames for name, s in cpu.items()}
-
-
-class WorkerMemory:
-    """Peak unique memory (USS) of every Ray worker process below this one, and of this one."""
-
-    def __init__(self, every_s: float = 0.5) -> None:
-        self.peak: dict[int, int] = defaultdict(int)
-        self.names: dict[int, set[str]] = defaultdict(set)
-        self.driver_peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, args=(every_s,), daemon=True)
-
-    def __enter__(self) -> WorkerMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self, every_s: float) -> None:
-        me = psutil.Process()
-        while not self._stop.wait(every_s):
-            self.driver_peak = max(self.driver_peak, me.memory_full_info().uss)
-            for proc in me.children(recursive=True):
-                try:
-                    title = " ".join(proc.cmdline()[:1]) or proc.name()
-                    uss = proc.memory_full_info().uss
-                except psutil.Error:
-                    continue
-                if title.startswith("ray::"):
-                    self.peak[proc.pid] = max(self.peak[proc.pid], uss)
-                    if "IDLE" not in title:
-                        self.names[proc.pid].add(title.removeprefix("ray::"))
 
 
 def field_bytes(tars: list[Path]) -> dict[str, int]:

@@ -45,14 +45,12 @@ from scipy.optimize import linear_sum_assignment
 
 from preprocess.config import PoseConfig, PreprocessConfig
 from preprocess.pose import PoseBackend, create_pose_backend
+from preprocess.pose.cleanup import COCO_BODY_SIGMAS
 from preprocess.weights import assets_dir
 from shards.config import load_config
 
 log = logging.getLogger("pose_quality")
 
-COCO_SIGMAS = (
-    np.array([26, 25, 25, 35, 35, 79, 79, 72, 72, 62, 62, 107, 107, 87, 87, 89, 89]) / 1000.0
-)
 MIN_VISIBLE = 10
 HANDS = (("lefthand", 91), ("righthand", 112))
 PRESETS = Path(__file__).resolve().parents[1] / "jobs" / "preprocess"
@@ -81,7 +79,11 @@ def oks(pred: np.ndarray, gt: np.ndarray, area: float) -> float:
     """COCO OKS of (17, 3) predicted vs annotated keypoints, over the visible ones."""
     visible = gt[:, 2] > 0
     d2 = ((pred[:, :2] - gt[:, :2]) ** 2).sum(1)
-    return float(np.exp(-d2 / (2 * area * (2 * COCO_SIGMAS) ** 2 + np.spacing(1)))[visible].mean())
+    return float(
+        np.exp(-d2 / (2 * area * (2 * COCO_BODY_SIGMAS.astype(np.float64)) ** 2 + np.spacing(1)))[
+            visible
+        ].mean()
+    )
 
 
 def hand_pck(pred: np.ndarray, gt: np.ndarray, box: list[float]) -> tuple[int, int]:

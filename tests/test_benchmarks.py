@@ -23,7 +23,7 @@ BENCHMARKS = REPO / "benchmarks"
 SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py"))
 PACKAGES = {"preprocess", "shards", "model", "train", "tests"}
 HELP = ["extractors.py", "denoising.py", "loader.py", "browse.py", "mutation.py", "encoder.py"]
-HELP += ["corpus.py", "pose_quality.py"]  # gpu_check.py: tests/test_gpu_check.py
+HELP += ["corpus.py", "pose_quality.py", "gpu_check.py"]
 QUICK = {  # script -> lines its --quick run must print
     "extractors.py": [
         "| flow dis (medium) |",
@@ -71,6 +71,7 @@ def test_help(
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # as `python benchmarks/X.py`: siblings import
     spec.loader.exec_module(module)
     with pytest.raises(SystemExit) as done:
         module.main(["--help"])

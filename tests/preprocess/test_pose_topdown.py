@@ -24,8 +24,7 @@ from preprocess.pose.thunder import detector_views, multipose_boxes
 from preprocess.pose.topdown import Crop, crop_matrix, crop_patch, crop_to_frame
 from preprocess.runner import ConfigMismatchError, check_same_config
 from shards.schema import with_format_version
-
-SIGMAS = np.array([26, 25, 25, 35, 35, 79, 79, 72, 72, 62, 62, 107, 107, 87, 87, 89, 89]) / 1e3
+from tests.preprocess.test_pose import oks
 
 
 def topdown_config(assets: Path, **kw: object) -> PoseConfig:
@@ -57,12 +56,6 @@ def coco_people(assets: Path) -> list[tuple[np.ndarray, list[dict]]]:
         assert bgr is not None, image["file_name"]
         out.append((cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), anns))
     return out
-
-
-def oks(pred: np.ndarray, gt: np.ndarray, area: float) -> float:
-    visible = gt[:, 2] > 0
-    d2 = ((pred[:17, :2] - gt[:17, :2]) ** 2).sum(1)
-    return float(np.exp(-d2 / (2 * area * (2 * SIGMAS) ** 2))[visible].mean())
 
 
 # ---- known answers -------------------------------------------------------------------------
@@ -142,7 +135,7 @@ def test_recall_and_oks_on_the_coco_images(topdown: PoseBackend, assets: Path) -
         (people,) = topdown.people(image[None])
         gts = [np.array(a["keypoints"], np.float32).reshape(-1, 3) for a in anns]
         sim = np.array(
-            [[oks(p, g, a["area"]) for p in people] for g, a in zip(gts, anns, strict=True)]
+            [[oks(p[:17], g, a["area"]) for p in people] for g, a in zip(gts, anns, strict=True)]
         )
         rows, cols = linear_sum_assignment(-sim)
         found += [sim[r, c] for r, c in zip(rows, cols, strict=True) if sim[r, c] >= 0.5]
@@ -167,7 +160,7 @@ def test_a_planted_person_comes_back_where_it_was_put(topdown: PoseBackend, asse
     planted[:, :2] = (gt[:, :2] - [max(0, x0 - 20), max(0, y0 - 20)] + 0.5) * s - 0.5 + at
     (people,) = topdown.people(frame[None])
     assert len(people) == 1, len(people)
-    assert oks(people[0], planted, ann["area"] * s * s) >= 0.8
+    assert oks(people[0][:17], planted, ann["area"] * s * s) >= 0.8
     for left, right in ((5, 6), (11, 12), (13, 14), (15, 16)):
         d = np.hypot(*(people[0, [left, right], None, :2] - planted[None, [left, right], :2]).T)
         assert d[0, 0] < d[1, 0] and d[1, 1] < d[0, 1], (left, right)  # (pred, gt) distances
