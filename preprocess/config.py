@@ -66,6 +66,11 @@ class PoseConfig:
     multipose_sizes: list[int] = field(default_factory=lambda: [256])
     """``topdown``: long sides at which MultiPose looks for person boxes (small: people
     filling the frame; large: small pedestrians)."""
+    detect_every: int = 1
+    """``topdown``: box propagation. The box sources run on every N-th frame of a clip (and
+    after a frame without people); on the frames between, each person's box is carried from
+    the previous frame's keypoints, so Thunder runs once per person and the box models not
+    at all; a person entering is found at the next key frame. 1: boxes on every frame."""
     box_merge_iou: float = 0.9
     """``topdown``: IoU above which the weaker of two merged person boxes is dropped (high:
     overlapping people keep their boxes; OKS-NMS removes duplicates after the keypoints)."""
@@ -78,7 +83,7 @@ class PoseConfig:
     """``topdown``: when fewer of a person's confident body points than this fraction lie in
     its box, Thunder is run again on the box's upper half (the crop's centre fell on another
     person: someone behind a neighbour) and the better-fitting answer is kept."""
-    flip_test: bool = True
+    flip_test: bool = False
     """``topdown``: average Thunder on each crop and on its mirror image (twice the cost)."""
     fuse_duplicates: bool = True
     """``topdown``: each person kept by the OKS-NMS takes the score-weighted mean position of

@@ -52,7 +52,7 @@ from preprocess.pose.topdown import (
     crop_to_frame,
     nms_boxes,
 )
-from preprocess.pose.tracking import keypoint_box
+from preprocess.pose.tracking import box_iou, keypoint_box
 from preprocess.weights import backend_identity
 
 log = logging.getLogger(__name__)
@@ -148,14 +148,6 @@ def box_area(person: np.ndarray, min_score: float) -> float:
     return 0.0 if box is None else float((box[2] - box[0]) * (box[3] - box[1]))
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two xyxy boxes."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return float(w * h / union) if union > 0 else 0.0
-
-
 def fuse(kept: np.ndarray, raw: np.ndarray, min_score: float, threshold: float) -> np.ndarray:
     """(K, 133, 3) people kept by OKS-NMS, each body point replaced by the score-weighted mean
     of that point over the raw detections (N, 133, 3) that duplicate the person (OKS with it
@@ -191,6 +183,38 @@ def mask_outside(
     patch[:, x1:] = 0
 
 
+CARRY_PADDING = 1.2
+"""A carried box is the previous frame's keypoint box enlarged by this factor (the person
+moves, and the points confident last frame may not span the whole body)..."""
+CARRY_SCORE = 0.1
+"""...spanning the body points scored at least this (a leg scored 0.2 in a blurred frame is
+still a leg: a box of the confident points only shrinks from frame to frame)..."""
+CARRY_ASPECT = 0.6
+"""...and at least this fraction of its height wide (a walker's keypoint box is narrow; the
+crop mask would cut the leading leg of the next frame)."""
+
+
+def carried_boxes(people: np.ndarray) -> np.ndarray:
+    """(K, 4) xyxy boxes of the people (K, 133, 3) of the previous frame: the box of each
+    person's body points scored >= :data:`CARRY_SCORE`, enlarged by :data:`CARRY_PADDING`
+    about its centre and widened to :data:`CARRY_ASPECT` of its height."""
+    boxes = [keypoint_box(p[:17], CARRY_SCORE) for p in people]
+    kept = [b for b in boxes if b is not None]
+    if not kept:
+        return np.zeros((0, 4), np.float32)
+    box = np.stack(kept)  # (K, 4)
+    centre, size = (box[:, :2] + box[:, 2:]) / 2, (box[:, 2:] - box[:, :2]) * CARRY_PADDING
+    size[:, 0] = np.maximum(size[:, 0], CARRY_ASPECT * size[:, 1])
+    return np.concatenate([centre - size / 2, centre + size / 2], 1).astype(np.float32)
+
+
+def unmatched(carried: np.ndarray, detected: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """The carried boxes (K, 4) that overlap no detected box (M, 4) at ``iou`` or more: the
+    people a key frame's detector missed, still followed."""
+    keep = [all(box_iou(c, d) < iou for d in detected) for c in carried]
+    return carried[np.asarray(keep, bool)] if len(carried) else carried
+
+
 @POSE_BACKENDS.register("topdown")
 class TopDownMoveNetBackend(TopDownBackend):
     """Merged NanoDet / multi-scale MultiPose boxes, Thunder per box, gated hands."""
@@ -204,13 +228,19 @@ class TopDownMoveNetBackend(TopDownBackend):
             raise ValueError(
                 f"pose.box_sources={cfg.box_sources!r}: give one or more of {BOX_SOURCES}"
             )
+        if cfg.detect_every < 1:
+            raise ValueError(f"pose.detect_every={cfg.detect_every}: give 1 or more")
         model = require_model_file(cfg.model, "pose.model", THUNDER_HOWTO)
-        self.pose = OnnxModel(model, cfg.device, cfg.threads, (256, 256), "pose.device", "NHWC")
+        self.pose = OnnxModel(
+            model, cfg.device, cfg.threads, (256, 256), "pose.device", "NHWC", parallel=True
+        )
         self.device = self.pose.device
         self.detector = self.multipose = None
         if "nanodet" in cfg.box_sources:
             path = require_model_file(cfg.detector, "pose.detector", NANODET_HOWTO)
-            self.detector = OnnxModel(path, cfg.device, cfg.threads, (416, 416), "pose.device")
+            self.detector = OnnxModel(
+                path, cfg.device, cfg.threads, (416, 416), "pose.device", parallel=True
+            )
         if "multipose" in cfg.box_sources:
             path = require_model_file(cfg.multipose, "pose.multipose", movenet.MOVENET_HOWTO)
             self.multipose = OnnxModel(path, cfg.device, cfg.threads, (0, 0), "pose.device", "NHWC")
@@ -238,11 +268,13 @@ class TopDownMoveNetBackend(TopDownBackend):
     def frame_boxes(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg, boxes, scores = self.cfg, [], []
         if self.detector is not None:
-            for x0, y0, tile in detector_views(frame, cfg.detector_tiles):
-                image, ratio = nanodet_input(tile, self.detector.hw)  # (3, 416, 416)
-                outs = self.detector.run(image[None], 1)
-                hw, nms = self.detector.hw, cfg.detector_nms
-                b, s = decode_nanodet(outs, hw, ratio, cfg.person_score, nms)
+            views = detector_views(frame, cfg.detector_tiles)
+            inputs = [nanodet_input(tile, self.detector.hw) for _, _, tile in views]
+            outs = self.detector.run(np.stack([image for image, _ in inputs]), 1)  # views at once
+            hw, nms = self.detector.hw, cfg.detector_nms
+            for i, ((x0, y0, _), (_, ratio)) in enumerate(zip(views, inputs, strict=True)):
+                view = [o[i : i + 1] for o in outs]
+                b, s = decode_nanodet(view, hw, ratio, cfg.person_score, nms)
                 boxes.append(b + np.array([x0, y0, x0, y0], np.float32))
                 scores.append(s)
         if self.multipose is not None:
@@ -260,10 +292,13 @@ class TopDownMoveNetBackend(TopDownBackend):
         """Body keypoints of every box (untracked, duplicates kept: see :meth:`people`)."""
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected (T, H, W, 3) uint8 RGB frames, got {frames.shape}")
+        return self.boxes_keypoints(frames, [boxes for boxes, _ in self.detect_boxes(frames)])
+
+    def boxes_keypoints(self, frames: np.ndarray, boxes_of: list[np.ndarray]) -> list[np.ndarray]:
+        """Body keypoints (N_t, 133, 3) of the person boxes (N_t, 4) of every frame, each box's
+        answer checked and retried on the box's upper part when it is not its person."""
         people = [np.zeros((0, NUM_KEYPOINTS, 3), np.float32) for _ in frames]
-        found = [
-            (t, box) for t, (boxes, _) in enumerate(self.detect_boxes(frames)) for box in boxes
-        ]
+        found = [(t, box) for t, boxes in enumerate(boxes_of) for box in boxes]
         if not found:
             return people  # no box, no person
         cfg = self.cfg
@@ -318,15 +353,41 @@ class TopDownMoveNetBackend(TopDownBackend):
         return out
 
     def people(self, frames: np.ndarray) -> list[np.ndarray]:
-        """Cleaned body detections (OKS-NMS), then the hands of the people kept."""
-        raw = self.detect_frames(frames)
-        people = [clean_detections(p, self.cfg) for p in raw]
-        if self.cfg.fuse_duplicates:
-            people = [
-                fuse(k, r, self.cfg.min_score, self.cfg.nms_oks)
-                for k, r in zip(people, raw, strict=True)
-            ]
+        """Cleaned body detections (OKS-NMS), then the hands of the people kept. With
+        ``pose.detect_every`` > 1 the frames run in order, boxes carried between key frames
+        (:meth:`carried_people`)."""
+        if self.cfg.detect_every > 1:
+            people = self.carried_people(frames)
+        else:
+            people = [self.clean(raw) for raw in self.detect_frames(frames)]
         return people if self.hands is None else self.hands.add_hands(frames, people)
+
+    def clean(self, raw: np.ndarray) -> np.ndarray:
+        """One frame's raw answers (N, 133, 3) -> its people: cleanup, then duplicates fused."""
+        kept = clean_detections(raw, self.cfg)
+        if self.cfg.fuse_duplicates:
+            kept = fuse(kept, raw, self.cfg.min_score, self.cfg.nms_oks)
+        return kept
+
+    def carried_people(self, frames: np.ndarray) -> list[np.ndarray]:
+        """Box propagation: the box sources run on every ``pose.detect_every``-th frame and
+        on every frame that follows one without people; on the other frames each person's box
+        is the previous frame's keypoint box (:func:`carried_boxes`), so Thunder runs once per
+        person and the box models not at all. On a key frame the carried boxes join the
+        detected ones (a person the detector misses there is still followed)."""
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"expected (T, H, W, 3) uint8 RGB frames, got {frames.shape}")
+        cfg, out = self.cfg, list[np.ndarray]()
+        previous = np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
+        for t in range(len(frames)):
+            boxes = carried_boxes(previous)  # (K, 4)
+            if t % cfg.detect_every == 0 or not len(boxes):
+                detected, _ = self.frame_boxes(frames[t])  # (M, 4)
+                boxes = np.concatenate([detected, unmatched(boxes, detected)])
+            (raw,) = self.boxes_keypoints(frames[t : t + 1], [boxes])
+            previous = self.clean(raw)
+            out.append(previous)
+        return out
 
     def identity_extras(self) -> dict[str, object]:
         cfg, extras = self.cfg, dict[str, object]()

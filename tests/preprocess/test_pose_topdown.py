@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from preprocess.config import PoseConfig, PreprocessConfig
 from preprocess.pose import PoseBackend, create_pose_backend
 from preprocess.pose.nanodet import NANODET_BINS, decode_nanodet, nanodet_priors
-from preprocess.pose.thunder import detector_views, multipose_boxes
+from preprocess.pose.thunder import carried_boxes, detector_views, multipose_boxes, unmatched
 from preprocess.pose.topdown import Crop, crop_matrix, crop_patch, crop_to_frame
 from preprocess.runner import ConfigMismatchError, check_same_config
 from shards.schema import with_format_version
@@ -125,6 +125,27 @@ def test_detector_views_cover_the_long_side() -> None:
     assert len(detector_views(frame, False)) == 1
 
 
+def test_carried_box_spans_the_scored_points_padded_and_widened() -> None:
+    """Points scored >= 0.1 span x 100..120, y 50..150 (a point at 0.05 lies far off and is
+    left out): x 1.2 -> 24 x 120, widened to 0.6 x 120 = 72, about the centre (110, 100)."""
+    person = np.zeros((1, 133, 3), np.float32)
+    person[0, :3] = [[100, 50, 0.9], [120, 150, 0.2], [115, 90, 0.1]]
+    person[0, 3] = [400, 400, 0.05]
+    person[0, 20] = [0, 0, 0.9]  # a foot point: not a body point, not in the box
+    np.testing.assert_allclose(carried_boxes(person), [[74, 40, 146, 160]], atol=1e-4)
+    wide = person.copy()
+    wide[0, :2, 0] = [0, 200]  # 240 x 120 wide: kept as it is
+    np.testing.assert_allclose(carried_boxes(wide), [[-20, 40, 220, 160]], atol=1e-4)
+    assert carried_boxes(np.zeros((0, 133, 3), np.float32)).shape == (0, 4)
+
+
+def test_unmatched_keeps_the_carried_boxes_no_detection_covers() -> None:
+    carried = np.array([[0, 0, 10, 10], [100, 100, 110, 110]], np.float32)
+    detected = np.array([[1, 0, 11, 10]], np.float32)  # IoU 9/11 with the first
+    np.testing.assert_array_equal(unmatched(carried, detected), carried[1:])
+    np.testing.assert_array_equal(unmatched(carried, detected[:0]), carried)
+
+
 # ---- real models ---------------------------------------------------------------------------
 
 
@@ -164,6 +185,41 @@ def test_a_planted_person_comes_back_where_it_was_put(topdown: PoseBackend, asse
     for left, right in ((5, 6), (11, 12), (13, 14), (15, 16)):
         d = np.hypot(*(people[0, [left, right], None, :2] - planted[None, [left, right], :2]).T)
         assert d[0, 0] < d[1, 0] and d[1, 1] < d[0, 1], (left, right)  # (pred, gt) distances
+
+
+def test_a_walking_planted_person_is_followed_between_key_frames(
+    assets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Box propagation (``pose.detect_every=8``): an empty grey 960x540 frame, then the person
+    of 000000000785 at 0.5 scale walking 10 px per frame to the right. The box models run on
+    frames 0 and 8 (key frames) and 1 (after a frame without people) only; on the other
+    frames Thunder, in the box carried from the frame before, finds the person at the
+    planted points, left and right in place."""
+    backend = create_pose_backend(topdown_config(assets, detect_every=8))
+    calls: list[int] = []
+    box_models = backend.frame_boxes  # type: ignore[attr-defined]
+    monkeypatch.setattr(backend, "frame_boxes", lambda f: calls.append(1) or box_models(f))
+    image, (ann,) = coco_people(assets)[0]
+    gt = np.array(ann["keypoints"], np.float32).reshape(-1, 3)[:17]
+    x0, y0, w, h = (int(v) for v in ann["bbox"])
+    patch = image[max(0, y0 - 20) : y0 + h + 20, max(0, x0 - 20) : x0 + w + 20]
+    s = 0.5
+    small = cv2.resize(patch, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    frames = np.full((9, 540, 960, 3), 128, np.uint8)
+    planted = []
+    for t in range(1, 9):
+        x = 200 + 10 * t
+        frames[t, 150 : 150 + small.shape[0], x : x + small.shape[1]] = small
+        p = gt.copy()
+        p[:, :2] = (gt[:, :2] - [max(0, x0 - 20), max(0, y0 - 20)] + 0.5) * s - 0.5 + [x, 150]
+        planted.append(p)
+    people = backend.people(frames)
+    assert len(calls) == 3 and len(people[0]) == 0  # frames 0, 1 and 8 (a key frame)
+    for t, (found, p) in enumerate(zip(people[1:], planted, strict=True), 1):
+        assert len(found) == 1, (t, len(found))
+        assert oks(found[0][:17], p, ann["area"] * s * s) >= 0.8, t
+        d = np.hypot(*(found[0, [5, 6], None, :2] - p[None, [5, 6], :2]).T)
+        assert d[0, 0] < d[1, 0] and d[1, 1] < d[0, 1], t  # shoulders on their sides
 
 
 def test_a_frame_without_people_has_none(topdown: PoseBackend) -> None:
