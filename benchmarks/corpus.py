@@ -11,8 +11,9 @@
    takes minutes here) each video gets a pose sidecar of one synthetic person; ``config``
    keeps the preset's pose model.
 2. Each stage alone, in this process, on the first ``--alone-videos`` videos (as both
-   runners build them: ``preprocess.stages``): CPU-seconds (getrusage, every thread) per
-   stored frame; decode includes opening and probing each video. The CPU bound for any runner
+   runners build them: ``preprocess.stages``; the codecs on one thread, as in a one-CPU Ray
+   task): CPU-seconds (getrusage, every thread) per stored frame; decode includes opening
+   and probing each video. The CPU bound for any runner
    is cores ÷ the sum of the stages' CPU-seconds per frame.
 3. The Ray job (``preprocess.ray_job.run_ray``, what ``python -m preprocess`` runs; it starts
    its local Ray instance, start-up counted) on the whole corpus, pinned to ``--cpus`` cores.
@@ -48,7 +49,7 @@ from preprocess.decode import iter_clips, probe_video
 from preprocess.pose.precomputed import write_sidecar
 from preprocess.ray_job import run_ray
 from preprocess.runner import backend_identities, build_steps, load_models
-from preprocess.stages import DECODE, run_stage
+from preprocess.stages import DECODE, STAGES, run_stage
 from preprocess.weights import assets_dir
 from shards.config import config_to_dict, load_config
 from shards.logs import setup_logging
@@ -129,7 +130,10 @@ def build_corpus(source: str, folder: Path, videos: int, length: int, sidecars: 
 
 
 def stages_alone(videos: list[str], cfg: PreprocessConfig) -> tuple[int, dict[str, float]]:
-    """(stored frames, CPU-seconds per stored frame of each stage run alone)."""
+    """(stored frames, CPU-seconds per stored frame of each stage run alone), the codecs on
+    one thread as in a one-CPU Ray task (Ray sets ``OMP_NUM_THREADS`` there, which
+    ``preprocess.devices.cpu_threads`` reads)."""
+    os.environ["OMP_NUM_THREADS"] = "1"
     cpu: dict[str, float] = defaultdict(float)
     clips = []
     for video in videos:
@@ -217,12 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         n_alone, alone = stages_alone(videos[: max(1, args.alone_videos)], cfg)
         total = sum(alone.values())
-        outside = sum(v for k, v in alone.items() if k in (DECODE, "geometry", "encode"))
+        models = {s.name for s in STAGES if s.is_model}
+        outside = sum(v for k, v in alone.items() if k not in models)
         bound = len(cores) / total
         print(f"each stage alone on {n_alone} stored frames: CPU ms per stored frame")
         print("  " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in alone.items()))
         print(
-            f"  outside the models (decode + geometry + encode): {1000 * outside:.1f} ms; "
+            f"  outside the models ({' + '.join(k for k in alone if k not in models)}): "
+            f"{1000 * outside:.1f} ms; "
             f"all stages {1000 * total:.1f} ms -> CPU bound {bound:.1f} frames/s on "
             f"{len(cores)} cores"
         )

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/preprocess_cpu.py [--video PATH] [--frames 256] [KEY=VALUE ...]
 
-Prints frames/s of each stage (decode, pose, flow, depth, geometry, encode, shard write), the
+Prints frames/s of each stage (decode, encode, pose, flow, depth, geometry, pack, shard write), the
 geometry cost per frame as a ratio to the decode cost (target <= 0.10), and the bytes per
 frame of every shard field. Stages run one after another over the same clips, each timed
 alone, built from the stage table both runners use (``preprocess.stages.STAGES``).

@@ -1,8 +1,9 @@
 """What flows through the preprocessing stages: a video's identity and its clips.
 
 A :class:`Clip` is created by decoding and filled in by each stage of ``preprocess.stages``
-in turn (pose, flow, depth, geometry: a :class:`~preprocess.geometry.clip.ClipGeometry`); the
-encode stage leaves an :class:`EncodedClip` on it, the one WebDataset sample and Parquet row
+in turn (encode: its mp4; pose, flow, depth; geometry: a
+:class:`~preprocess.geometry.clip.ClipGeometry`); the
+pack stage leaves an :class:`EncodedClip` on it, the one WebDataset sample and Parquet row
 that the shard writer receives. Stages report failures as :class:`StageError` with the stage's
 name, so a bad video becomes a ``failed`` row.
 """
@@ -80,7 +81,8 @@ class Clip:
     index: int
     """Position of the clip within its video (0, 1, ...)."""
     frames: np.ndarray
-    """(T, H, W, 3) uint8 RGB at the stored resolution."""
+    """(T, H, W, 3) uint8 RGB at the stored resolution; (T, 0, 0, 3) once no later stage
+    reads them (the Ray job ships a clip's pixels only as far as its last model stage)."""
     source_frames: np.ndarray
     """(T,) int64: index of each stored frame in the source video."""
     keypoints: np.ndarray | None = None
@@ -90,8 +92,10 @@ class Clip:
     depth: np.ndarray | None = None
     """(T, h, w) float32 relative inverse depth normalised per frame, or None (heuristic)."""
     geometry: ClipGeometry | None = None
+    mp4: bytes | None = None
+    """The frames as H.264 MP4, set by the encode stage (the first after decoding)."""
     encoded: EncodedClip | None = None
-    """Set by the encode stage, the last one."""
+    """The sample's fields and row, set by the pack stage, the last one."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time spent per stage on this clip."""
 

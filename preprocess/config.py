@@ -185,10 +185,11 @@ class ShardConfig:
     """x264 speed/compression preset: ``ultrafast`` costs about 5 CPU ms per 640x1138 frame,
     a fifth of ``medium`` (29 ms), for 1.35x the mp4 bytes of medium/18 at CRF 23
     (docs/cluster.md, measured by ``benchmarks/encoder.py``)."""
-    flow_step: float = 1 / 32
+    flow_step: float = 1 / 16
     """Flow is rounded to multiples of this many stored pixels before the float16 cast
-    (error <= step / 2, far below any flow estimator's error; about 6x smaller ``flow.npz``).
-    0 keeps plain float16."""
+    (error <= step / 2 = 1/32 px, far below any flow estimator's error; ``flow.npz`` several
+    times smaller, and 1/16 a third smaller and faster to deflate than 1/32: docs/cluster.md
+    "Encoder settings"). 0 keeps plain float16."""
 
 
 @dataclass
@@ -209,9 +210,10 @@ class RunConfig:
     """Logical CPUs of a new local instance (0: enough for every actor and one task, at least
     the machine's cores). Ignored on a cluster."""
     decode_cpus: float = 1.0
-    """CPUs per decode task (one video per task); decode runs in tasks, as many as CPUs allow."""
+    """CPUs per decode task (one video per task: decoding, then the encode stage's x264 of
+    each clip); decode runs in tasks, as many as CPUs allow."""
     geometry_cpus: float = 1.0
-    """CPUs per geometry + encode task (one clip per task)."""
+    """CPUs per geometry + pack task (one clip per task)."""
     pose_actors: int = 1
     """Pose actors (each loads the model once). With GPUs: GPUs x actors per GPU."""
     pose_gpus: float = 0.0

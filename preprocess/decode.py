@@ -3,7 +3,7 @@
 ``probe_video`` reads a video's metadata and checks that it is whole; ``iter_clips`` streams
 its clips. Frames are read with decord in chunks of ``decode.chunk_frames`` (small
 ``get_batch`` calls are much faster than one huge one) and resized once, by decord's ffmpeg
-scaler while decoding (no second pass), with :func:`decoder_threads` threads.
+scaler while decoding (no second pass), on ``preprocess.devices.cpu_threads()`` threads.
 PyAV reads what decord does not expose: the codec, the display rotation, the announced frame
 count and duration. Decisions and measurements: ``docs/decode.md``.
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import numpy as np
 from preprocess.clip import Clip, VideoInfo, video_id_for
 from preprocess.config import DecodeConfig
 from preprocess.cuts import ClipCutter
+from preprocess.devices import cpu_threads
 from shards.storage import is_remote, local_path, read_bytes
 
 log = logging.getLogger(__name__)
@@ -261,26 +261,17 @@ def _is_cover_art(stream: av.stream.Stream) -> bool:
     return stream.type == "video" and bool(stream.disposition & av.stream.Disposition.attached_pic)
 
 
-def decoder_threads() -> int:
-    """Decoder threads of a decord reader: ``OMP_NUM_THREADS`` when set, else 0 (ffmpeg's
-    choice). Ray sets it in every task to the CPUs it holds, so a decode task decodes on one
-    thread, the cheapest per frame, while the in-process run lets ffmpeg thread. Threads
-    change the speed, never the frames (docs/cluster.md "Encoder settings")."""
-    value = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return int(value) if value.isdigit() else 0
-
-
 def _open_reader(media: _Media, size: tuple[int, int] = (-1, -1)) -> decord.VideoReader:
     """A decord reader at (height, width) of the displayed frame (-1: native), strict about
     undecodable frames, with decord's ffmpeg log silenced (failures raise instead), decoding
-    on :func:`decoder_threads` threads."""
+    on :func:`~preprocess.devices.cpu_threads` threads."""
     decord.logging.set_level(decord.logging.QUIET)
     try:
         return decord.VideoReader(
             _as_input(media),
             width=size[1],
             height=size[0],
-            num_threads=decoder_threads(),
+            num_threads=cpu_threads(),
             fault_tol=FAULT_TOLERANCE,
         )
     except (*_DECORD_ERRORS, AssertionError) as exc:

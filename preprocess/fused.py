@@ -2,8 +2,9 @@
 
 On Ray (``run.extractors=fused``, the default on a cluster with GPUs) consecutive model stages
 of the stage table run in one actor pool, each actor a :class:`FusedExtractors` with every
-model loaded on its device: a clip's frames are shipped to the actor once and back once
-(decode -> extractors -> geometry/encode), instead of once per model stage. Each model still
+model loaded on its device: a clip's frames are shipped to the actor once (decode ->
+extractors; the frames were encoded in the decode task, so nothing after the models needs the
+pixels and they do not travel on), instead of once per model stage. Each model still
 runs as its own stage through ``preprocess.stages.run_stages`` (its time, its errors, the
 video's deadline). ``run.extractors=separate`` keeps one actor pool per model stage (CPU
 clusters: each stage's actors sized on their own). Also usable alone, e.g. by a GPU check::

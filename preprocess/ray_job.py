@@ -2,11 +2,13 @@
 
 Same stage table, same output as the in-process run (``preprocess.pipeline``): decode in CPU
 tasks, one video per task, streaming its clips as they are cut (memory stays bounded on long
-videos; Ray Data's backpressure holds decoding back when the model stages fall behind); then
-the stages of ``preprocess.stages.STAGES`` in order: the model stages in one fused actor pool
-(``preprocess.fused``: every model on one device, a clip shipped to it once) or one pool per
-stage (``run.extractors``), each run of consecutive CPU stages one task per clip (geometry +
-encode by default). The task that finishes a clip hands it to its video's writer actor
+videos; Ray Data's backpressure holds decoding back when the model stages fall behind), each
+clip through the CPU stages that lead the table (encode: x264 of its frames) in that task;
+then the other stages of ``preprocess.stages.STAGES`` in order: the model stages in one fused
+actor pool (``preprocess.fused``: every model on one device) or one pool per stage
+(``run.extractors``), each run of consecutive CPU stages one task per clip (geometry + pack by
+default). A clip's pixels travel only as far as the last stage that reads them
+(``Stage.reads_frames``): with the fused pool, one hop (decode -> extractors). The task that finishes a clip hands it to its video's writer actor
 (``preprocess.writers``: ``run.writers`` of them, one per node by default), which commits
 whole videos into its own shards; the driver receives a small report per finished video.
 
@@ -82,27 +84,55 @@ def build_dataset(
     ds: Any = ray.data.from_items(
         [{"source": s} for s in sources], override_num_blocks=len(sources)
     )
-    # decode + split into clips: 1 video -> N clips + 1 end row; CPU task, clips streamed out
+    # decode + split into clips: 1 video -> N clips + 1 end row; CPU task, clips streamed out,
+    # each through the CPU stages that lead the table (encode: the frames' x264) on its way
+    lead, groups = split_lead(stage_groups(table, fused))
+    keep = frame_readers(groups)  # whether each operator's rows still carry the pixels
     ds = ds.flat_map(
-        decode_video, fn_kwargs={"cfg": cfg}, num_cpus=r.decode_cpus, max_retries=r.max_retries
+        decode_video,
+        fn_kwargs={"cfg": cfg, "run_meta": run_meta, "lead": lead, "keep_frames": keep[0]},
+        num_cpus=r.decode_cpus,
+        max_retries=r.max_retries,
     )
-    # the stage table, 1 clip -> 1 clip each: model stages an actor pool each, or together one
-    # fused pool (models loaded once per actor, GPU fraction optional), consecutive CPU stages
-    # one task per clip; the last operator hands each finished item to its video's writer
-    # (1 clip -> 1 report row, a few hundred bytes)
-    groups = stage_groups(table, fused)
-    for group in groups:
-        last = writers if group is groups[-1] else None
+    # the rest of the stage table, 1 clip -> 1 clip each: model stages an actor pool each, or
+    # together one fused pool (models loaded once per actor, GPU fraction optional),
+    # consecutive CPU stages one task per clip; the pixels travel only as far as the last
+    # stage that reads them; the last operator hands each finished item to its video's
+    # writer (1 clip -> 1 report row, a few hundred bytes)
+    for i, group in enumerate(groups):
+        last = writers if i == len(groups) - 1 else None
         if group[0].is_model:
-            ds = _model_stage(ds, group, cfg, last)
+            ds = _model_stage(ds, group, cfg, last, keep[i + 1])
         else:
+            kwargs = {"group": group, "cfg": cfg, "run_meta": run_meta, "writers": last}
             ds = ds.map(
                 cpu_stages,
-                fn_kwargs={"group": group, "cfg": cfg, "run_meta": run_meta, "writers": last},
+                fn_kwargs={**kwargs, "keep_frames": keep[i + 1]},
                 num_cpus=group_resources(group, r).cpus,
                 max_retries=r.max_retries,
             )
     return ds
+
+
+def split_lead(
+    groups: list[tuple[Stage, ...]],
+) -> tuple[tuple[Stage, ...], list[tuple[Stage, ...]]]:
+    """(the CPU stages that lead the table, the other operators): the leading ones run in the
+    decode task, where the frames are (encode: their x264), not as an operator of their own
+    (whose input would be one more hop of the pixels)."""
+    if len(groups) > 1 and not groups[0][0].is_model:
+        return groups[0], groups[1:]
+    return (), groups
+
+
+def frame_readers(groups: Sequence[Sequence[Stage]]) -> list[bool]:
+    """``out[i]``: whether a stage of ``groups[i:]`` reads the frames, i.e. whether the rows
+    into operator ``i`` (and so out of operator ``i - 1``, or of decoding for ``i = 0``) carry
+    them; ``out[len(groups)]`` is False."""
+    out = [False] * (len(groups) + 1)
+    for i in range(len(groups) - 1, -1, -1):
+        out[i] = out[i + 1] or any(s.reads_frames for s in groups[i])
+    return out
 
 
 def stage_groups(table: Sequence[Stage], fused: bool = False) -> list[tuple[Stage, ...]]:
@@ -131,7 +161,11 @@ def group_resources(group: Sequence[Stage], r: RunConfig) -> Resources:
 
 
 def _model_stage(
-    ds: Any, group: Sequence[Stage], cfg: PreprocessConfig, writers: Sequence[Any] | None
+    ds: Any,
+    group: Sequence[Stage],
+    cfg: PreprocessConfig,
+    writers: Sequence[Any] | None,
+    keep_frames: bool,
 ) -> Any:
     res = group_resources(group, cfg.run)
     gpus = res.gpus
@@ -150,7 +184,12 @@ def _model_stage(
     actor = type(f"{title}Actor", (ModelActor,), {})
     return ds.map_batches(
         actor,
-        fn_constructor_kwargs={"group": tuple(group), "cfg": cfg, "writers": writers},
+        fn_constructor_kwargs={
+            "group": tuple(group),
+            "cfg": cfg,
+            "writers": writers,
+            "keep_frames": keep_frames,
+        },
         batch_size=cfg.run.clips_per_batch,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=res.actors),
@@ -161,19 +200,28 @@ def _model_stage(
     )
 
 
-def decode_video(row: dict[str, Any], cfg: PreprocessConfig) -> Iterator[dict[str, Any]]:
-    """Probe one video and stream its clips, then its end row (with the error, if any)."""
+def decode_video(
+    row: dict[str, Any],
+    cfg: PreprocessConfig,
+    run_meta: RunMeta | None = None,
+    lead: Sequence[Stage] = (),
+    keep_frames: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """Probe one video and stream its clips, each through the ``lead`` CPU stages, then its
+    end row (with the error, if any)."""
     source = row["source"]
     started = time.time()
     deadline = video_deadline(cfg.run.video_timeout_s, started)
     head = Item("end", video_id_for(source), source, started, deadline)
+    steps = [(s, s.cpu(cfg, run_meta or {})) for s in lead if s.cpu is not None]
     n = 0
     try:
         head.info = probe(source, cfg, deadline)
         for clip in decoded_clips(head.info, cfg, deadline):
             item = Item("clip", head.video_id, source, started, deadline, clip, index=n)
             item.raw_bytes = clip.frames.nbytes
-            yield to_row(item)
+            item.advance(steps, cfg.run.video_timeout_s, last=False)
+            yield to_row(item, keep_frames)
             n += 1
     except StageError as err:
         head.fail(err)
@@ -186,10 +234,14 @@ class ModelActor:
     of rows per call; the last operator hands its items to the writers."""
 
     def __init__(
-        self, group: Sequence[Stage], cfg: PreprocessConfig, writers: Sequence[Any] | None
+        self,
+        group: Sequence[Stage],
+        cfg: PreprocessConfig,
+        writers: Sequence[Any] | None,
+        keep_frames: bool = True,
     ) -> None:
         self.extractors = FusedExtractors(cfg, group)
-        self.limit, self.writers = cfg.run.video_timeout_s, writers
+        self.limit, self.writers, self.keep_frames = cfg.run.video_timeout_s, writers, keep_frames
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [from_row(row) for row in rows_of(batch)]
@@ -198,7 +250,7 @@ class ModelActor:
         if self.writers is not None:
             done = [deliver(item, self.writers) for item in items]
             return {k: np.array([d[k] for d in done], dtype=object) for k in ("video_id", "report")}
-        return batch_of([to_row(item) for item in items])
+        return batch_of([to_row(item, self.keep_frames) for item in items])
 
 
 def cpu_stages(
@@ -207,13 +259,14 @@ def cpu_stages(
     cfg: PreprocessConfig,
     run_meta: RunMeta,
     writers: Sequence[Any] | None,
+    keep_frames: bool = True,
 ) -> dict[str, Any]:
     """Consecutive CPU stages on one clip (built here: they are cheap to build)."""
     item = from_row(row)
     if item.kind == "clip" and item.error is None:
         steps = [(s, s.cpu(cfg, run_meta)) for s in group if s.cpu is not None]
         item.advance(steps, cfg.run.video_timeout_s, last=writers is not None)
-    return to_row(item) if writers is None else deliver(item, writers)
+    return to_row(item, keep_frames) if writers is None else deliver(item, writers)
 
 
 def deliver(item: Item, writers: Sequence[Any]) -> dict[str, Any]:
@@ -371,10 +424,11 @@ def connect(r: RunConfig, table: Sequence[Stage] | None = None) -> bool:
 
 
 def cpus_needed(r: RunConfig, table: Sequence[Stage] | None = None, fused: bool = False) -> float:
-    """CPUs that every actor plus one decode task and one task of each CPU group hold at once
-    (writers hold none)."""
+    """CPUs that every actor plus one decode task (with its leading CPU stages) and one task
+    of each other CPU group hold at once (writers hold none)."""
     total = r.decode_cpus
-    for group in stage_groups(stages.STAGES if table is None else table, fused):
+    _, groups = split_lead(stage_groups(stages.STAGES if table is None else table, fused))
+    for group in groups:
         res = group_resources(group, r)
         total += res.actors * res.cpus if group[0].is_model else res.cpus
     return total

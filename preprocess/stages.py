@@ -7,12 +7,18 @@ and the run summary), where its exceptions become a :class:`~preprocess.clip.Sta
 naming it (a ``failed`` video row), and where the video's deadline cuts it off
 (``run.video_timeout_s``, :mod:`preprocess.deadline`).
 
-    decode   (probe_video + decoded_clips)    1 video -> N clips    CPU task per video
+    decode   (probe_video + decoded_clips)    1 video -> N clips    CPU  } task per video
+    encode   EncodeStage: frames -> mp4       1 clip -> 1 clip      CPU  }
     pose     PoseStage                        1 clip -> 1 clip      model: actor pool
     flow     FlowStage                        1 clip -> 1 clip      model: actor pool
     depth    DepthStage                       1 clip -> 1 clip      model: actor pool
     geometry GeometryStage                    1 clip -> 1 clip      CPU  } one task per clip
-    encode   EncodeStage                      1 clip -> 1 sample    CPU  }
+    pack     PackStage: the sample's fields   1 clip -> 1 sample    CPU  }
+
+The frames are encoded (x264) right after decoding, in the decode task, so that no stage after
+the models needs the pixels: a stage says whether it reads them (``Stage.reads_frames``), and
+the Ray job ships a clip's frames only as far as the last stage that does (one hop with the
+fused extractors: decode -> extractors; docs/cluster.md).
 
 Adding a stage is one :class:`Stage` entry in :data:`STAGES`: a model stage (its ``__init__``
 loads the model: once per run in process, once per actor on Ray) or a CPU stage (cheap to
@@ -21,7 +27,7 @@ Its time shows in the summary; a ``seconds_NAME`` column of ``shards.schema.Clip
 it in the statistics too. After the last stage the clip carries its :class:`EncodedClip`,
 which :func:`finished` hands on to the shard writer.
 
-The video codecs (decord, PyAV) are imported inside the decode and encode stages, so the model
+The video codecs (decord, PyAV) are imported inside the decode, encode and pack stages, so the model
 stages (and :mod:`preprocess.fused`) import on a machine without them: the GPU check
 (``benchmarks/gpu_check.py``, docs/gpu.md) runs the extractors there.
 """
@@ -37,6 +43,7 @@ from preprocess.clip import Clip, EncodedClip, StageError, VideoInfo, stage
 from preprocess.config import PreprocessConfig, RunConfig
 from preprocess.deadline import within_deadline
 from preprocess.depth import create_depth_backend
+from preprocess.devices import cpu_threads
 from preprocess.flow import create_flow_backend
 from preprocess.geometry import clip_geometry, map_size
 from preprocess.pose import create_pose_backend
@@ -85,6 +92,9 @@ class Stage:
     """Builds a model stage (an actor pool on Ray)."""
     cpu: Callable[[PreprocessConfig, RunMeta], StageFn] | None = None
     """Builds a CPU stage (a task on Ray)."""
+    reads_frames: bool = True
+    """Whether the stage reads ``clip.frames`` (after the last stage that does, the Ray job
+    ships the clip without its pixels)."""
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.cpu is None):
@@ -150,6 +160,22 @@ class DepthStage:
 # --- CPU stages -----------------------------------------------------------------------------
 
 
+class EncodeStage:
+    """The clip's frames as H.264 MP4 (x264, ``shards.crf`` / ``shards.x264_preset``, on
+    :func:`~preprocess.devices.cpu_threads` threads): the frames' last reader besides the
+    models, run right after decoding."""
+
+    def __init__(self, cfg: PreprocessConfig, run_meta: RunMeta) -> None:
+        self.shards = cfg.shards
+
+    def __call__(self, clip: Clip) -> Clip:
+        from shards.codec import encode_frames  # PyAV: imported where used (see above)
+
+        crf, preset = self.shards.crf, self.shards.x264_preset
+        clip.mp4 = encode_frames(clip.frames, clip.video.fps, crf, preset, cpu_threads())
+        return clip
+
+
 class GeometryStage:
     """Masks, ranks, depth order and clip statistics (docs/design.md §3)."""
 
@@ -165,14 +191,16 @@ class GeometryStage:
         return clip
 
 
-class EncodeStage:
-    """The clip as WebDataset fields and its ``stats/clips`` row (the mp4 encode dominates)."""
+class PackStage:
+    """The clip as WebDataset fields (its mp4 from the encode stage; the maps compressed) and
+    its ``stats/clips`` row."""
 
     def __init__(self, cfg: PreprocessConfig, run_meta: RunMeta) -> None:
         self.cfg, self.run_meta = cfg, run_meta
 
     def __call__(self, clip: Clip) -> Clip:
         assert clip.geometry is not None and clip.keypoints is not None and clip.flow is not None
+        assert clip.mp4 is not None, "run the encode stage first"
         row = clip_row(clip)
         sample = Sample(
             key=clip.key,
@@ -188,22 +216,20 @@ class EncodeStage:
         )
         from shards.codec import encode_sample  # PyAV: imported where used (see above)
 
-        shards = self.cfg.shards
-        fields = encode_sample(
-            sample, crf=shards.crf, preset=shards.x264_preset, flow_step=shards.flow_step or None
-        )
+        fields = encode_sample(sample, flow_step=self.cfg.shards.flow_step or None, mp4=clip.mp4)
         clip.encoded = EncodedClip(key=clip.key, fields=fields, row=row)
         return clip
 
 
 STAGES: tuple[Stage, ...] = (
+    Stage("encode", lambda r: Resources(r.decode_cpus), cpu=EncodeStage),
     Stage("pose", lambda r: Resources(r.pose_cpus, r.pose_gpus, r.pose_actors), model=PoseStage),
     Stage("flow", lambda r: Resources(r.flow_cpus, r.flow_gpus, r.flow_actors), model=FlowStage),
     Stage(
         "depth", lambda r: Resources(r.depth_cpus, r.depth_gpus, r.depth_actors), model=DepthStage
     ),
-    Stage("geometry", lambda r: Resources(r.geometry_cpus), cpu=GeometryStage),
-    Stage("encode", lambda r: Resources(r.geometry_cpus), cpu=EncodeStage),
+    Stage("geometry", lambda r: Resources(r.geometry_cpus), cpu=GeometryStage, reads_frames=False),
+    Stage("pack", lambda r: Resources(r.geometry_cpus), cpu=PackStage, reads_frames=False),
 )
 """The per-clip stages after decoding, in order (read at call time: tests may patch it)."""
 

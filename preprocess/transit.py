@@ -8,7 +8,9 @@ video's writer actor (``preprocess.writers``). A row is
 
 ``frames`` is the clip's raw frames as a plain numpy array (an Arrow tensor column in Ray
 Data's blocks: one buffer, no pickled object graph; ``(0, 1, 1, 3)`` when the row carries
-none: end rows, failed clips, encoded clips); ``item`` is the rest of the :class:`Item` (its
+none: end rows, failed clips, encoded clips, and clips whose later stages read no pixels —
+``to_row(item, keep_frames=False)``; their clip then holds ``(T, 0, 0, 3)``, the frame count
+without pixels); ``item`` is the rest of the :class:`Item` (its
 small arrays and metadata), pickled without the frames; ``stored`` counts the bytes the item
 has put into the object store so far (``Item.store_bytes``, rows and the encoded sample), which the writer sums into the run summary
 (object-store bytes per stored frame ÷ the raw frame). Nothing here imports Ray.
@@ -79,23 +81,29 @@ class Item:
         return sum(len(v) for v in self.encoded.fields.values() if not isinstance(v, str))
 
 
-def to_row(item: Item) -> dict[str, Any]:
-    """The row of ``item``: its frames as a numpy column, the rest pickled; counted."""
-    frames = item.clip.frames if item.clip is not None else NO_FRAMES  # (T, H, W, 3) uint8
+def to_row(item: Item, keep_frames: bool = True) -> dict[str, Any]:
+    """The row of ``item``: its frames as a numpy column (without ``keep_frames``, none: no
+    later stage reads them), the rest pickled; counted."""
+    frames = NO_FRAMES
     light = item
     if item.clip is not None:
-        light = dataclasses.replace(item, clip=dataclasses.replace(item.clip, frames=NO_FRAMES))
+        if keep_frames:
+            frames = item.clip.frames  # (T, H, W, 3) uint8
+        count = item.clip.frames[:, :0, :0]  # (T, 0, 0, 3): the frame count, no pixels
+        light = dataclasses.replace(item, clip=dataclasses.replace(item.clip, frames=count))
     blob = pickle.dumps(light, protocol=pickle.HIGHEST_PROTOCOL)
     item.store_bytes += frames.nbytes + len(blob)
     return {"video_id": item.video_id, "frames": frames, "item": blob, "stored": item.store_bytes}
 
 
 def from_row(row: dict[str, Any]) -> Item:
-    """The item of a row, its frames put back (a view of the row's array, not a copy)."""
+    """The item of a row, its frames put back (a view of the row's array, not a copy) when
+    the row carries them."""
     item: Item = pickle.loads(row["item"])
     item.store_bytes = int(row["stored"])
-    if item.clip is not None:
-        item.clip.frames = np.asarray(row["frames"])  # (T, H, W, 3) uint8
+    frames = np.asarray(row["frames"])
+    if item.clip is not None and len(frames):
+        item.clip.frames = frames  # (T, H, W, 3) uint8
     return item
 
 

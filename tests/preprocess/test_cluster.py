@@ -146,6 +146,9 @@ def test_a_job_across_nodes_writes_what_the_local_run_writes(
     shards = set(read_clips(tmp_path / "out").column("shard").to_pylist())
     assert {s.split("-")[1] for s in shards} <= {"w000", "w001"}
     assert 0 < summary.driver_bytes < 1024 * summary.frames  # reports only, no samples
+    # Fused: a clip's pixels cross the object store once (decode -> extractors); after them
+    # only keypoints, maps and the mp4 encoded in the decode task travel.
+    assert 1.0 < summary.store_ratio() < 1.5, summary.store_ratio()
 
 
 class NodeRemover(threading.Thread):

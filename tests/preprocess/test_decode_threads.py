@@ -1,4 +1,4 @@
-"""Decode threads and the one resize: decord decodes on ``decoder_threads()`` threads (Ray's
+"""Decode threads and the one resize: decord decodes on ``cpu_threads()`` threads (Ray's
 ``OMP_NUM_THREADS`` of the task, else ffmpeg's choice) and scales to the stored size inside
 the decoder, with no second resize; the frames are those ffmpeg shows, whatever the threads.
 Next to it: tests/preprocess/test_decode.py (the decode stage itself), docs/cluster.md.
@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 
 import preprocess.decode as decode
-from preprocess.config import DecodeConfig
-from preprocess.decode import decoder_threads, iter_clips, probe_video
+from preprocess.config import DecodeConfig, PreprocessConfig
+from preprocess.decode import iter_clips, probe_video
+from preprocess.devices import cpu_threads
+from preprocess.fused import frames_clip
+from preprocess.stages import EncodeStage
 
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 
@@ -41,7 +44,7 @@ def test_decoder_threads_follow_omp_num_threads(
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", value)
-    assert decoder_threads() == threads
+    assert cpu_threads() == threads
 
 
 @pytest.mark.parametrize("omp", ["1", "2"])
@@ -77,3 +80,22 @@ def test_frames_are_decoded_threaded_and_resized_once(
     reference = ffmpeg_frames(dance, (1138, 640), 16)  # (16, 1138, 640, 3)
     mad = np.abs(clip.frames.astype(np.int16) - reference.astype(np.int16)).mean()
     assert mad < 3.0, mad  # the same frames, same size; only the scaler's filter differs
+
+
+@pytest.mark.parametrize("omp", ["1", "2"])
+def test_the_encode_stage_runs_x264_on_the_tasks_threads(
+    monkeypatch: pytest.MonkeyPatch, omp: str
+) -> None:
+    """The encode stage hands ``cpu_threads()`` to x264 (one thread in a one-CPU Ray task,
+    the cheapest per frame) and keeps the mp4 on the clip for the pack stage."""
+    from shards import codec
+
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    calls: list[tuple[Any, ...]] = []
+    real = codec.encode_frames
+    monkeypatch.setattr(codec, "encode_frames", lambda *a: calls.append(a) or real(*a))
+    clip = frames_clip(np.full((3, 32, 48, 3), 120, np.uint8))
+    clip = EncodeStage(PreprocessConfig(), {})(clip)
+    ((frames, _fps, crf, preset, threads),) = calls
+    assert (crf, preset, threads) == (23, "ultrafast", int(omp)) and frames.shape[0] == 3
+    assert clip.mp4 is not None and codec.decode_frames(clip.mp4)[0].shape == (3, 32, 48, 3)

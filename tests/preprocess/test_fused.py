@@ -24,7 +24,14 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, ObjectLostErro
 from preprocess.clip import StageError
 from preprocess.config import PreprocessConfig
 from preprocess.fused import FusedExtractors, frames_clip, model_run
-from preprocess.ray_job import cpus_needed, group_resources, lost_work, stage_groups
+from preprocess.ray_job import (
+    cpus_needed,
+    frame_readers,
+    group_resources,
+    lost_work,
+    split_lead,
+    stage_groups,
+)
 from preprocess.stages import STAGES, Resources
 from preprocess.transit import NO_FRAMES, Item, from_row, to_row
 from shards.config import load_config
@@ -33,21 +40,26 @@ from tests.preprocess.ray_helpers import CPU_PRESET, job_overrides, with_audit_s
 
 
 def test_operators_fused_and_separate() -> None:
-    names = [[s.name for s in g] for g in stage_groups(STAGES, fused=True)]
-    assert names == [["pose", "flow", "depth"], ["geometry", "encode"]]
-    names = [[s.name for s in g] for g in stage_groups(STAGES, fused=False)]
-    assert names == [["pose"], ["flow"], ["depth"], ["geometry", "encode"]]
+    lead, groups = split_lead(stage_groups(STAGES, fused=True))
+    assert [s.name for s in lead] == ["encode"]  # in the decode task, where the frames are
+    names = [[s.name for s in g] for g in groups]
+    assert names == [["pose", "flow", "depth"], ["geometry", "pack"]]
+    assert frame_readers(groups) == [True, False, False]  # pixels into the extractors only
+    lead, groups = split_lead(stage_groups(STAGES, fused=False))
+    names = [[s.name for s in g] for g in groups]
+    assert names == [["pose"], ["flow"], ["depth"], ["geometry", "pack"]]
+    assert frame_readers(groups) == [True, True, True, False, False]
     cfg = load_config(
         PreprocessConfig,
         CPU_PRESET,
         ["run.pose_actors=3", "run.pose_gpus=0.5", "run.flow_gpus=0.25", "run.depth_gpus=0.5"],
     )
-    fused = stage_groups(STAGES, fused=True)[0]
+    fused = split_lead(stage_groups(STAGES, fused=True))[1][0]
     # CPUs: 1 + 1 + 0.25; GPUs: 1.25 capped at one device; actors: the largest pool (pose).
     assert group_resources(fused, cfg.run) == Resources(2.25, 1.0, 3)
     cfg.run.fused_actors = 2
     assert group_resources(fused, cfg.run).actors == 2
-    # decode 1 + 2 fused actors x 2.25 + one geometry/encode task 1
+    # decode (+ encode) 1 + 2 fused actors x 2.25 + one geometry/pack task 1
     assert cpus_needed(cfg.run, fused=True) == 1 + 2 * 2.25 + 1
     assert [s.name for s in model_run(with_audit_stage(before="geometry"))] == [
         "pose",
@@ -90,6 +102,13 @@ def test_transit_rows_carry_frames_as_arrays_and_count_bytes() -> None:
     assert row2["stored"] == 2 * frames.nbytes + len(row["item"]) + len(row2["item"])
     end = to_row(Item("end", "v", "/v.mp4", 0.0, index=3))
     assert end["frames"] is NO_FRAMES and pickle.loads(end["item"]).index == 3
+    # After the last stage that reads them, the pixels stay behind; the count travels.
+    row3 = to_row(back, keep_frames=False)
+    assert row3["frames"] is NO_FRAMES and frames.tobytes() not in row3["item"]
+    assert row3["stored"] == row2["stored"] + len(row3["item"])  # no pixel bytes counted
+    light = from_row(row3)
+    assert light.clip is not None and light.clip.frames.shape == (4, 0, 0, 3)
+    assert light.clip.n_frames == 4 and light.clip.frames.nbytes == 0
 
 
 def test_lost_work_is_told_from_a_bug() -> None:

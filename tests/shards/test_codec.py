@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from fractions import Fraction
 from itertools import islice
 from pathlib import Path
@@ -134,6 +135,19 @@ def test_flow_bound_is_tight_and_range_is_enforced() -> None:
         codec.encode_flow(np.full((1, 2, 2, 2), 7e4, np.float32))
     with pytest.raises(ValueError, match="NaN"):
         codec.encode_flow(np.full((1, 2, 2, 2), np.nan, np.float32))
+
+
+def test_npz_fields_are_one_deflated_array_numpy_reads() -> None:
+    """``encode_npz`` writes what ``np.savez_compressed`` writes (one ``arr_0.npy`` member,
+    deflated), at ``codec.DEFLATE_LEVEL``: numpy's own reader gets the array back."""
+    array = np.tile(np.arange(64, dtype=np.float16), (8, 4))  # compressible
+    data = codec.encode_npz(array)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        (member,) = archive.infolist()
+        assert member.filename == "arr_0.npy" and member.compress_type == zipfile.ZIP_DEFLATED
+        assert member.compress_size < member.file_size / 4
+    with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
+        np.testing.assert_array_equal(loaded["arr_0"], array)
 
 
 def test_flow_step_rounds_to_a_grid_and_compresses() -> None:
