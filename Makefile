@@ -62,8 +62,8 @@ demo:
 	  $(MAKE) --no-print-directory demo-paper; \
 	fi
 
-# The top-down CPU pose (about 0.3-1 frame/s on 2 cores, docs/pose.md) on the first 64 frames of
-# each video: DEMO_FRAMES=0 for all of them, or jobs/preprocess/cpu_fast.yaml for speed.
+# The top-down CPU pose (about 8 frames/s alone on 2 cores, 7.7 inside this job; docs/pose.md) on
+# the first 64 frames of each video (about 30 s): DEMO_FRAMES=0 for all of them.
 DEMO_FRAMES ?= 64
 demo-cpu: demo-assets $(STAMP)
 	$(PY) -m preprocess --config jobs/preprocess/cpu.yaml --output $(DEMO_OUT) \
