@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         driver_cpu = cpu_seconds()
         with WorkerMemory() as memory:
             summary = run_ray(videos, out, cfg)
-        driver_cpu = cpu_seconds() - driver_cpu
+        driver_cpu = cpu_seconds() - driver_cpu - memory.cpu_s  # the sampler is not the job
         if summary.status.get("ok", 0) != len(videos):  # figures of a broken run mean nothing
             raise SystemExit(f"not every video was processed:\n{summary.format()}")
         frames = summary.frames

@@ -51,8 +51,8 @@ def test_decoder_threads_follow_omp_num_threads(
 def test_frames_are_decoded_threaded_and_resized_once(
     monkeypatch: pytest.MonkeyPatch, dance: Path, omp: str
 ) -> None:
-    """decord is asked for the stored 640x1138 size and the task's threads; OpenCV never
-    resizes a frame again; the frames match ffmpeg's own decode of the 1080x1920 source."""
+    """decord is opened once, by the probe, at the stored 640x1138 size and the task's
+    threads; OpenCV never resizes a frame again; the frames match ffmpeg's own decode of the 1080x1920 source."""
     monkeypatch.setenv("OMP_NUM_THREADS", omp)
     opened: list[dict[str, Any]] = []
     real_reader = decord.VideoReader
@@ -75,7 +75,8 @@ def test_frames_are_decoded_threaded_and_resized_once(
     (clip,) = list(iter_clips(info, cfg))
     assert clip.frames.shape == (16, 1138, 640, 3)
     assert resized and (1920, 1080, 3) not in resized  # no source-size frame reached OpenCV
-    assert opened and all(k["num_threads"] == int(omp) for k in opened)
+    assert len(opened) == 1  # the probe's reader, at the stored size, read again by iter_clips
+    assert all(k["num_threads"] == int(omp) for k in opened)
     assert opened[-1]["width"] == 640 and opened[-1]["height"] == 1138  # scaled by decord
     reference = ffmpeg_frames(dance, (1138, 640), 16)  # (16, 1138, 640, 3)
     mad = np.abs(clip.frames.astype(np.int16) - reference.astype(np.int16)).mean()
