@@ -203,9 +203,9 @@ def _model_stage(
 def decode_video(
     row: dict[str, Any],
     cfg: PreprocessConfig,
-    run_meta: RunMeta | None = None,
-    lead: Sequence[Stage] = (),
-    keep_frames: bool = True,
+    run_meta: RunMeta,
+    lead: Sequence[Stage],
+    keep_frames: bool,
 ) -> Iterator[dict[str, Any]]:
     """Probe one video and stream its clips, each through the ``lead`` CPU stages, then its
     end row (with the error, if any)."""
@@ -213,7 +213,7 @@ def decode_video(
     started = time.time()
     deadline = video_deadline(cfg.run.video_timeout_s, started)
     head = Item("end", video_id_for(source), source, started, deadline)
-    steps = [(s, s.cpu(cfg, run_meta or {})) for s in lead if s.cpu is not None]
+    steps = [(s, s.cpu(cfg, run_meta)) for s in lead if s.cpu is not None]
     n = 0
     try:
         head.info = probe(source, cfg, deadline)
@@ -238,7 +238,7 @@ class ModelActor:
         group: Sequence[Stage],
         cfg: PreprocessConfig,
         writers: Sequence[Any] | None,
-        keep_frames: bool = True,
+        keep_frames: bool,
     ) -> None:
         self.extractors = FusedExtractors(cfg, group)
         self.limit, self.writers, self.keep_frames = cfg.run.video_timeout_s, writers, keep_frames
@@ -259,7 +259,7 @@ def cpu_stages(
     cfg: PreprocessConfig,
     run_meta: RunMeta,
     writers: Sequence[Any] | None,
-    keep_frames: bool = True,
+    keep_frames: bool,
 ) -> dict[str, Any]:
     """Consecutive CPU stages on one clip (built here: they are cheap to build)."""
     item = from_row(row)

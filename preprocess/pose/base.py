@@ -54,6 +54,12 @@ class PoseBackend(Backend[PoseConfig]):
         return self.cfg.model
 
 
+def check_frames(frames: np.ndarray) -> None:
+    """Raise ValueError unless ``frames`` is a (T, H, W, 3) uint8 RGB batch."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected (T, H, W, 3) uint8 RGB frames, got {frames.shape}")
+
+
 POSE_BACKENDS: Registry[PoseBackend] = Registry("pose")
 
 

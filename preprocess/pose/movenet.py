@@ -29,7 +29,7 @@ from preprocess.backends import require_model_file
 from preprocess.config import PoseConfig
 from preprocess.devices import onnx_session, session_device
 from preprocess.geometry.layout import NUM_KEYPOINTS
-from preprocess.pose.base import POSE_BACKENDS, PoseBackend
+from preprocess.pose.base import POSE_BACKENDS, PoseBackend, check_frames
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,5 @@ class MoveNetBackend(PoseBackend):
         return decode_output(output, frame.shape[:2], self.cfg.input_size, self.cfg.person_score)
 
     def detect_frames(self, frames: np.ndarray) -> list[np.ndarray]:
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected (T, H, W, 3) uint8 RGB frames, got {frames.shape}")
+        check_frames(frames)
         return [self.detect_frame(frame) for frame in frames]  # batch 1 only (module doc)

@@ -38,7 +38,7 @@ from preprocess.backends import require_model_file
 from preprocess.config import PoseConfig
 from preprocess.geometry.layout import NUM_KEYPOINTS
 from preprocess.pose import movenet
-from preprocess.pose.base import POSE_BACKENDS
+from preprocess.pose.base import POSE_BACKENDS, check_frames
 from preprocess.pose.cleanup import clean_detections, keypoint_similarity
 from preprocess.pose.hands import HAND_HOWTO, HandModel
 from preprocess.pose.nanodet import NANODET_HOWTO, decode_nanodet, nanodet_input
@@ -290,8 +290,7 @@ class TopDownMoveNetBackend(TopDownBackend):
 
     def detect_frames(self, frames: np.ndarray) -> list[np.ndarray]:
         """Body keypoints of every box (untracked, duplicates kept: see :meth:`people`)."""
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected (T, H, W, 3) uint8 RGB frames, got {frames.shape}")
+        check_frames(frames)
         return self.boxes_keypoints(frames, [boxes for boxes, _ in self.detect_boxes(frames)])
 
     def boxes_keypoints(self, frames: np.ndarray, boxes_of: list[np.ndarray]) -> list[np.ndarray]:
@@ -375,8 +374,7 @@ class TopDownMoveNetBackend(TopDownBackend):
         is the previous frame's keypoint box (:func:`carried_boxes`), so Thunder runs once per
         person and the box models not at all. On a key frame the carried boxes join the
         detected ones (a person the detector misses there is still followed)."""
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected (T, H, W, 3) uint8 RGB frames, got {frames.shape}")
+        check_frames(frames)
         cfg, out = self.cfg, list[np.ndarray]()
         previous = np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
         for t in range(len(frames)):

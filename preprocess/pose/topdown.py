@@ -30,9 +30,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from preprocess.devices import onnx_session, session_device
+from preprocess.devices import onnx_device, onnx_session, session_device
 from preprocess.geometry.layout import NUM_KEYPOINTS
-from preprocess.pose.base import PoseBackend
+from preprocess.pose.base import PoseBackend, check_frames
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,11 @@ class OnnxModel:
         layout: str = "NCHW",
         parallel: bool = False,
     ) -> None:
-        workers = threads if parallel and threads > 1 else 1
+        # a GPU session is fed one chunk at a time: only CPU sessions run chunks side by side
+        cpu = onnx_device(device, key) == "cpu"
+        workers = threads if parallel and threads > 1 and cpu else 1
         self.session: Any = onnx_session(path, device, 1 if workers > 1 else threads, key)
         self.device = session_device(self.session)
-        if self.device != "cpu" and workers > 1:  # a GPU session is fed one chunk at a time
-            self.session = onnx_session(path, device, threads, key)
-            workers = 1
         self.pool = ThreadPoolExecutor(workers, "onnx") if workers > 1 else None
         spec = self.session.get_inputs()[0]
         self.input = spec.name
@@ -219,8 +218,7 @@ class TopDownBackend(PoseBackend):
         """(M, 133, 3) float32 keypoints (x, y, score) of every crop, in frame pixels."""
 
     def detect_frames(self, frames: np.ndarray) -> list[np.ndarray]:
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected (T, H, W, 3) uint8 RGB frames, got {frames.shape}")
+        check_frames(frames)
         crops = [
             box_to_crop(t, box, self.crop_hw)
             for t, (boxes, _) in enumerate(self.detect_boxes(frames))

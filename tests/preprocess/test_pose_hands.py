@@ -21,19 +21,13 @@ from preprocess.pose import PoseBackend, create_pose_backend
 from preprocess.pose.hands import HAND_CROP, HAND_LENGTH, HAND_SHIFT, PRESENCE, hand_crops
 from preprocess.pose.thunder import TopDownMoveNetBackend
 from preprocess.pose.topdown import crop_matrix
+from tests.preprocess.test_pose_topdown import topdown_config
 
 
 def config(assets: Path, **kw: object) -> PoseConfig:
-    m = assets / "models"
-    return PoseConfig(
-        backend="topdown",
-        model=str(m / "movenet_thunder.onnx"),
-        detector=str(m / "nanodet_m_416.onnx"),
-        box_sources=["nanodet"],
-        hand_model=str(m / "hand_landmark_full.onnx"),
-        device="cpu",
-        **kw,  # type: ignore[arg-type]
-    )
+    """The top-down test config with NanoDet boxes only and the hand model."""
+    hands = str(assets / "models" / "hand_landmark_full.onnx")
+    return topdown_config(assets, box_sources=["nanodet"], hand_model=hands, **kw)
 
 
 @pytest.fixture(scope="module")

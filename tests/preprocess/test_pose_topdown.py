@@ -21,7 +21,7 @@ from preprocess.config import PoseConfig, PreprocessConfig
 from preprocess.pose import PoseBackend, create_pose_backend
 from preprocess.pose.nanodet import NANODET_BINS, decode_nanodet, nanodet_priors
 from preprocess.pose.thunder import carried_boxes, detector_views, multipose_boxes, unmatched
-from preprocess.pose.topdown import Crop, crop_matrix, crop_patch, crop_to_frame
+from preprocess.pose.topdown import Crop, OnnxModel, crop_matrix, crop_patch, crop_to_frame
 from preprocess.runner import ConfigMismatchError, check_same_config
 from shards.schema import with_format_version
 from tests.preprocess.test_pose import oks
@@ -220,6 +220,21 @@ def test_a_walking_planted_person_is_followed_between_key_frames(
         assert oks(found[0][:17], p, ann["area"] * s * s) >= 0.8, t
         d = np.hypot(*(found[0, [5, 6], None, :2] - p[None, [5, 6], :2]).T)
         assert d[0, 0] < d[1, 0] and d[1, 1] < d[0, 1], t  # shoulders on their sides
+
+
+def test_crops_side_by_side_answer_as_one_at_a_time(assets: Path) -> None:
+    """``OnnxModel(parallel=True)`` on 2 threads: Thunder's fixed batch of 1 runs 5 different
+    crops on a thread pool; each answer is the one-at-a-time answer of its own crop, in order."""
+    path = assets / "models" / "movenet_thunder.onnx"
+    side = OnnxModel(path, "cpu", 2, (256, 256), "pose.device", "NHWC", parallel=True)
+    alone = OnnxModel(path, "cpu", 1, (256, 256), "pose.device", "NHWC")
+    assert side.pool is not None and alone.pool is None
+    image, _ = coco_people(assets)[0]
+    crops = np.stack([cv2.resize(image[:, i * 40 : i * 40 + 300], (256, 256)) for i in range(5)])
+    (got,) = side.run(crops, 1)  # (5, 1, 17, 3)
+    (want,) = alone.run(crops, 1)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not np.allclose(want[0], want[4])  # the crops differ: an order mix-up would show
 
 
 def test_a_frame_without_people_has_none(topdown: PoseBackend) -> None:
