@@ -12,9 +12,11 @@
    keeps the preset's pose model.
 2. Each stage alone, in this process, on the first ``--alone-videos`` videos (as both
    runners build them: ``preprocess.stages``; the codecs on one thread, as in a one-CPU Ray
-   task): CPU-seconds (getrusage, every thread) per stored frame; decode includes opening
-   and probing each video. The CPU bound for any runner
-   is cores ÷ the sum of the stages' CPU-seconds per frame.
+   task; one video first, uncounted, as warm-up): CPU-seconds (getrusage, every thread) per
+   stored frame; decode includes opening and probing each video. Measured before and after
+   the job, since this machine's speed drifts over minutes: the bound uses their mean and
+   their spread is printed. The CPU bound for any runner is cores ÷ the sum of the stages'
+   CPU-seconds per frame.
 3. The Ray job (``preprocess.ray_job.run_ray``, what ``python -m preprocess`` runs; it starts
    its local Ray instance, start-up counted) on the whole corpus, pinned to ``--cpus`` cores.
    Prints per stored frame: the driver's CPU ms (this process) and the bytes it received, the
@@ -49,7 +51,7 @@ from preprocess.decode import iter_clips, probe_video
 from preprocess.pose.precomputed import write_sidecar
 from preprocess.ray_job import run_ray
 from preprocess.runner import backend_identities, build_steps, load_models
-from preprocess.stages import DECODE, STAGES, run_stage
+from preprocess.stages import DECODE, STAGES, Stage, StageFn, run_stage
 from preprocess.weights import assets_dir
 from shards.config import config_to_dict, load_config
 from shards.logs import setup_logging
@@ -132,8 +134,22 @@ def build_corpus(source: str, folder: Path, videos: int, length: int, sidecars: 
 def stages_alone(videos: list[str], cfg: PreprocessConfig) -> tuple[int, dict[str, float]]:
     """(stored frames, CPU-seconds per stored frame of each stage run alone), the codecs on
     one thread as in a one-CPU Ray task (Ray sets ``OMP_NUM_THREADS`` there, which
-    ``preprocess.devices.cpu_threads`` reads)."""
+    ``preprocess.devices.cpu_threads`` reads). The first video runs once before, uncounted:
+    the first opening of the libraries and the models' first calls are start-up, which the
+    job pays once per worker, not per frame."""
     os.environ["OMP_NUM_THREADS"] = "1"
+    models = load_models(cfg)
+    run_meta = {"config": config_to_dict(cfg), "backends": backend_identities(models)}
+    steps = build_steps(cfg, run_meta, models)
+    measure_stages(videos[:1], cfg, steps)  # warm-up
+    return measure_stages(videos, cfg, steps)
+
+
+def measure_stages(
+    videos: list[str], cfg: PreprocessConfig, steps: list[tuple[Stage, StageFn]]
+) -> tuple[int, dict[str, float]]:
+    """(stored frames, CPU-seconds per stored frame of each stage) of ``videos``, one stage
+    at a time over all of their clips."""
     cpu: dict[str, float] = defaultdict(float)
     clips = []
     for video in videos:
@@ -141,9 +157,7 @@ def stages_alone(videos: list[str], cfg: PreprocessConfig) -> tuple[int, dict[st
         clips += list(iter_clips(probe_video(video, cfg.decode), cfg.decode))
         cpu[DECODE] += cpu_seconds() - start
     frames = sum(c.n_frames for c in clips)
-    models = load_models(cfg)
-    run_meta = {"config": config_to_dict(cfg), "backends": backend_identities(models)}
-    for stage, fn in build_steps(cfg, run_meta, models):
+    for stage, fn in steps:
         start = cpu_seconds()
         clips = [run_stage(stage, fn, c, None, 0.0) for c in clips]
         cpu[stage.name] += cpu_seconds() - start
@@ -219,19 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.source} ({time.perf_counter() - start:.0f} s); pinned to cores {cores}; "
             f"load average {load_start:.1f}"
         )
-        n_alone, alone = stages_alone(videos[: max(1, args.alone_videos)], cfg)
-        total = sum(alone.values())
+        alone_videos = videos[: max(1, args.alone_videos)]
+        n_alone, before = stages_alone(alone_videos, cfg)
         models = {s.name for s in STAGES if s.is_model}
-        outside = sum(v for k, v in alone.items() if k not in models)
-        bound = len(cores) / total
         print(f"each stage alone on {n_alone} stored frames: CPU ms per stored frame")
-        print("  " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in alone.items()))
-        print(
-            f"  outside the models ({' + '.join(k for k in alone if k not in models)}): "
-            f"{1000 * outside:.1f} ms; "
-            f"all stages {1000 * total:.1f} ms -> CPU bound {bound:.1f} frames/s on "
-            f"{len(cores)} cores"
-        )
+        print("  before the job: " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in before.items()))
 
         driver_cpu = cpu_seconds()
         with WorkerMemory() as memory:
@@ -239,6 +245,23 @@ def main(argv: list[str] | None = None) -> int:
         driver_cpu = cpu_seconds() - driver_cpu - memory.cpu_s  # the sampler is not the job
         if summary.status.get("ok", 0) != len(videos):  # figures of a broken run mean nothing
             raise SystemExit(f"not every video was processed:\n{summary.format()}")
+        # Again after the job: this machine's speed drifts over minutes (other tenants), so
+        # the bound is the mean of both sides of the run, and their spread is printed.
+        _, after = stages_alone(alone_videos, cfg)
+        print("  after the job:  " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in after.items()))
+        alone = {k: (before[k] + after[k]) / 2 for k in before}
+        total = sum(alone.values())
+        outside = sum(v for k, v in alone.items() if k not in models)
+        bound = len(cores) / total
+        spread = abs(sum(before.values()) - sum(after.values())) / total
+        print(
+            f"  mean: outside the models ({' + '.join(k for k in alone if k not in models)}) "
+            f"{1000 * outside:.1f} ms; all stages {1000 * total:.1f} ms (before and after "
+            f"differ by {100 * spread:.0f} %) -> CPU bound {bound:.1f} frames/s on "
+            f"{len(cores)} cores"
+        )
+        if spread > 0.15:
+            print("  WARNING: the machine's speed changed during the run: efficiency unreliable")
         frames = summary.frames
         rate = frames / summary.wall_seconds
         shard_bytes = sum(p.stat().st_size for p in (out / "shards").glob("*.tar"))
@@ -252,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"per stored frame: driver CPU {1000 * driver_cpu / max(1, frames):.2f} ms, "
             f"driver bytes {per_frame(summary, 'driver_bytes', frames)}, "
-            f"object-store bytes ÷ raw frame {f'{ratio:.2f}' if ratio else 'n/a'}, "
+            f"object-store bytes ÷ raw frame "
+            f"{f'{ratio:.2f}' if getattr(summary, 'raw_bytes', 0) else 'n/a'}, "
             f"shard bytes {shard_bytes / max(1, frames):.0f}"
         )
         print(

@@ -37,7 +37,7 @@ import ray
 from preprocess.config import PreprocessConfig
 from preprocess.decode import iter_clips, probe_video
 from preprocess.pipeline import run
-from preprocess.ray_job import cpus_needed, run_ray
+from preprocess.ray_job import cpus_needed, local_mode, run_ray
 from preprocess.runner import backend_identities, build_steps, load_models
 from preprocess.stages import DECODE, run_stage
 from preprocess.weights import assets_dir
@@ -149,7 +149,8 @@ def main() -> int:
     )
     frames, before = stages_alone(video, cfg)
     print(f"input: {video}, {frames} frames; pinned to cores {cores}")
-    ray.init(num_cpus=max(len(cores), round(cpus_needed(cfg.run) + 0.5)), include_dashboard=False)
+    needed = cpus_needed(cfg.run, mode=local_mode(cfg.run))
+    ray.init(num_cpus=max(len(cores), round(needed + 0.5)), include_dashboard=False)
     try:
         results = {runner: end_to_end(runner, video, cfg) for runner in ("ray", "local")}
         # Measured again after the runs; the best of the two counts, so that load from other

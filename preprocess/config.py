@@ -233,11 +233,18 @@ class RunConfig:
     depth_cpus: float = 0.25
     """CPUs per depth actor (the weightless heuristic does no work here)."""
     extractors: str = "auto"
-    """How the model stages run on Ray: ``fused`` (one actor pool, each actor holding every
-    model on its device, so a clip's frames cross the object store to it once) |
-    ``separate`` (one actor pool per model stage, each sized by its own ``run.<stage>_*``
-    keys) | ``auto``: ``fused`` when the cluster has GPUs (one copy of a clip per GPU),
-    ``separate`` without (on CPUs each stage's pool is sized to its own speed)."""
+    """How the stages are laid out on Ray: ``inline`` (every stage of a video in one actor,
+    each holding every model: no frame crosses the object store; sized by ``run.inline_*``) |
+    ``fused`` (decode tasks, then one actor pool holding every model on its device, so a
+    clip's frames cross the object store once) | ``separate`` (decode tasks, then one actor
+    pool per model stage, each sized by its own ``run.<stage>_*`` keys) | ``auto``:
+    ``fused`` when the cluster has GPUs (one copy of a clip per GPU, decoding on the other
+    cores), ``inline`` without (docs/cluster.md, "Layouts")."""
+    inline_actors: int = 0
+    """Actors of the ``inline`` layout (each loads every model and runs one video at a time).
+    0: as many as the cluster's CPUs hold at ``run.inline_cpus`` each."""
+    inline_cpus: float = 1.0
+    """CPUs per ``inline`` actor (its codecs and models run on that many threads)."""
     fused_actors: int = 0
     """Fused actors (each loads every model; with GPUs: GPUs x actors per GPU). 0: the
     largest ``run.<stage>_actors`` of the fused stages. A fused actor reserves the sum of

@@ -6,8 +6,9 @@ model loaded on its device: a clip's frames are shipped to the actor once (decod
 extractors; the frames were encoded in the decode task, so nothing after the models needs the
 pixels and they do not travel on), instead of once per model stage. Each model still
 runs as its own stage through ``preprocess.stages.run_stages`` (its time, its errors, the
-video's deadline). ``run.extractors=separate`` keeps one actor pool per model stage (CPU
-clusters: each stage's actors sized on their own). Also usable alone, e.g. by a GPU check::
+video's deadline). ``run.extractors=separate`` keeps one actor pool per model stage;
+``inline`` (the default without GPUs) runs every stage of a video in one actor
+(``preprocess.inline``). Also usable alone, e.g. by a GPU check::
 
     extract = FusedExtractors(cfg)
     clip = extract(frames)  # (T, H, W, 3) uint8 RGB -> Clip with keypoints, flow, depth

@@ -1,24 +1,32 @@
-"""The Ray job (``run.runner=ray``, the default): the run as a Ray Data streaming pipeline.
+"""The Ray job (``run.runner=ray``, the default): the run on a Ray cluster (or a local instance).
 
-Same stage table, same output as the in-process run (``preprocess.pipeline``): decode in CPU
-tasks, one video per task, streaming its clips as they are cut (memory stays bounded on long
-videos; Ray Data's backpressure holds decoding back when the model stages fall behind), each
-clip through the CPU stages that lead the table (encode: x264 of its frames) in that task;
-then the other stages of ``preprocess.stages.STAGES`` in order: the model stages in one fused
-actor pool (``preprocess.fused``: every model on one device) or one pool per stage
-(``run.extractors``), each run of consecutive CPU stages one task per clip (geometry + pack by
-default). A clip's pixels travel only as far as the last stage that reads them
-(``Stage.reads_frames``): with the fused pool, one hop (decode -> extractors). The task that finishes a clip hands it to its video's writer actor
-(``preprocess.writers``: ``run.writers`` of them, one per node by default), which commits
-whole videos into its own shards; the driver receives a small report per finished video.
+Same stage table, same output as the in-process run (``preprocess.pipeline``), in one of
+three layouts (``run.extractors``; docs/cluster.md, "Layouts"):
+
+- ``inline`` (the default without GPUs): :class:`InlinePool`, plain Ray actors that each run
+  every stage of a video and write it (``preprocess.inline.InlineWorker``); the driver hands
+  out the videos and receives a small report per video. No frame crosses the object store.
+- ``fused`` (the default with GPUs) and ``separate``: a Ray Data streaming pipeline
+  (:func:`build_dataset`). Decode runs in CPU tasks, one video per task, streaming its clips
+  as they are cut (memory stays bounded on long videos; Ray Data's backpressure holds decoding
+  back when the model stages fall behind), each clip through the CPU stages that lead the
+  table (encode: x264 of its frames) in that task; then the other stages in order: the model
+  stages in one fused actor pool (``preprocess.fused``: every model on one device) or one
+  pool per stage, each run of consecutive CPU stages one task per clip (geometry + pack by
+  default). A clip's pixels travel only as far as the last stage that reads them
+  (``Stage.reads_frames``): with the fused pool, one hop (decode -> extractors). The task that
+  finishes a clip hands it to its video's writer actor (``preprocess.writers``:
+  ``run.writers`` of them, one per node by default), which commits whole videos into its own
+  shards; the driver receives a small report per finished video.
 
 Rows between operators are ``preprocess.transit`` rows: the clip's frames a numpy column, the
 rest pickled, plus one ``end`` row per video. A stage that fails on a clip (or runs past the
 video's deadline) turns the item into an error that the later stages pass through; the
 writer then discards the video's staged clips and records a ``failed`` row.
 
-Lost work: Ray retries crashed tasks and restarts crashed actors (``run.max_retries``); what
-Ray Data still raises when a node is lost ends the pass, not the job. After each pass the
+Lost work: Ray retries crashed tasks and restarts crashed actors (``run.max_retries``; an
+inline actor is not restarted, its videos wait for the next pass); what Ray Data still raises
+when a node is lost ends the pass, not the job. After each pass the
 driver reads ``stats/videos`` and runs the videos not yet there again, up to
 ``run.max_retries`` more passes (the output is resumable per video), then records the rest as
 failed at stage ``job``. ``python -m preprocess`` imports this module only for this runner:
@@ -32,6 +40,7 @@ import math
 import os
 import pickle
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,12 +50,12 @@ import ray
 from ray.data.exceptions import UserCodeException
 from ray.exceptions import ActorDiedError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from tqdm import tqdm
 
 from preprocess import stages
-from preprocess.clip import StageError, video_id_for
 from preprocess.config import PreprocessConfig, RunConfig
-from preprocess.deadline import video_deadline
 from preprocess.fused import FusedExtractors
+from preprocess.inline import InlineWorker
 from preprocess.runner import (
     RunSummary,
     backend_identities,
@@ -55,13 +64,13 @@ from preprocess.runner import (
     open_output,
     output_root,
 )
-from preprocess.stages import Resources, RunMeta, Stage, decoded_clips, probe
-from preprocess.transit import Item, batch_of, from_row, rows_of, to_row
+from preprocess.stages import Resources, RunMeta, Stage
+from preprocess.transit import Item, batch_of, from_row, rows_of, to_row, video_items
 from preprocess.video_passes import Passes
 from preprocess.writers import VideoReport, VideoWriter, writer_for
 
 log = logging.getLogger(__name__)
-EXTRACTORS = ("auto", "fused", "separate")
+EXTRACTORS = ("auto", "inline", "fused", "separate")
 
 
 # --- the pipeline --------------------------------------------------------------------------
@@ -73,7 +82,7 @@ def build_dataset(
     run_meta: RunMeta,
     table: Sequence[Stage],
     writers: Sequence[Any],
-    fused: bool = False,
+    mode: str = "separate",
 ) -> Any:
     """The Ray Data graph, top to bottom; its rows are the writers' reports (consumed by
     :func:`run_ray`)."""
@@ -86,7 +95,7 @@ def build_dataset(
     )
     # decode + split into clips: 1 video -> N clips + 1 end row; CPU task, clips streamed out,
     # each through the CPU stages that lead the table (encode: the frames' x264) on its way
-    lead, groups = split_lead(stage_groups(table, fused))
+    lead, groups = split_lead(stage_groups(table, mode == "fused"))
     keep = frame_readers(groups)  # whether each operator's rows still carry the pixels
     ds = ds.flat_map(
         decode_video,
@@ -209,24 +218,9 @@ def decode_video(
 ) -> Iterator[dict[str, Any]]:
     """Probe one video and stream its clips, each through the ``lead`` CPU stages, then its
     end row (with the error, if any)."""
-    source = row["source"]
-    started = time.time()
-    deadline = video_deadline(cfg.run.video_timeout_s, started)
-    head = Item("end", video_id_for(source), source, started, deadline)
     steps = [(s, s.cpu(cfg, run_meta)) for s in lead if s.cpu is not None]
-    n = 0
-    try:
-        head.info = probe(source, cfg, deadline)
-        for clip in decoded_clips(head.info, cfg, deadline):
-            item = Item("clip", head.video_id, source, started, deadline, clip, index=n)
-            item.raw_bytes = clip.frames.nbytes
-            item.advance(steps, cfg.run.video_timeout_s, last=False)
-            yield to_row(item, keep_frames)
-            n += 1
-    except StageError as err:
-        head.fail(err)
-    head.index = n
-    yield to_row(head)
+    for item in video_items(row["source"], cfg, steps, last=False):
+        yield to_row(item, keep_frames)
 
 
 class ModelActor:
@@ -311,16 +305,26 @@ def run_ray(
     check_same_config(out, cfg, compare=not allow_config_change)
     table = stages.STAGES  # read once: the workers get these very stage objects
     started_here = connect(cfg.run, table)
+    pool: InlinePool | None = None
     try:
-        backends = ray.get(_backend_identity.remote(cfg, table))
+        mode = extractors_mode(cfg.run)
+        log.info("layout: %s (run.extractors=%s)", MODE_TEXT[mode], cfg.run.extractors)
+        # inline: every actor loads the models, and the first one ready names the backends;
+        # else one task loads them to name them
+        if mode == "inline":
+            pool = InlinePool(out, cfg, table)
+            backends = pool.backends()
+        else:
+            backends = ray.get(_backend_identity.remote(cfg, table))
         plan = open_output(inputs, out, cfg, backends, allow_config_change=allow_config_change)
-        fused = use_fused(cfg.run)
-        log.info("model stages: %s", "one fused actor pool" if fused else "a pool per stage")
         passes = Passes(out, cfg, plan.todo)
         while passes.todo and passes.next_pass():
+            if pool is not None:
+                pool.run_pass(passes, plan.run_meta)
+                continue
             writers = start_writers(out, cfg)
             try:
-                dataset = build_dataset(passes.todo, cfg, plan.run_meta, table, writers, fused)
+                dataset = build_dataset(passes.todo, cfg, plan.run_meta, table, writers, mode)
                 for row in dataset.iter_rows():
                     passes.received(row["report"], len(row["video_id"]))
             except Exception as exc:
@@ -331,10 +335,106 @@ def run_ray(
                 stop_writers(writers)
         summary = passes.finish(skipped_done=plan.skipped_done)
     finally:
+        if pool is not None:
+            pool.stop()
         if started_here:
             ray.shutdown()
     summary.wall_seconds = time.perf_counter() - start
     return summary
+
+
+class InlinePool:
+    """The inline layout's actors (``preprocess.inline.InlineWorker``, ``run.inline_actors``
+    of them, spread over the nodes) and the driver's side of a pass over them.
+
+    Each actor holds at most ``VIDEOS_IN_FLIGHT`` videos (the next one waits in its queue, so
+    it never idles on the driver); the driver blocks on the first answer, records it and
+    hands that actor the next video. Ray Data is not used here: with every stage in one
+    actor there is nothing to stream between operators, and its executor would cost the
+    driver a tenth of a core or more and its own actors, and a map function has no hook at
+    the end of the stream to publish its last shard. An actor that is lost (its node, its
+    process) is not restarted by Ray: its videos not yet published run again in the next
+    pass, on a fresh actor in its place, while the others go on with the rest of this one.
+    """
+
+    def __init__(self, out: str, cfg: PreprocessConfig, table: Sequence[Stage]) -> None:
+        self.out, self.cfg, self.table = out, cfg, tuple(table)
+        self.actors = [self._start(k) for k in range(inline_actors(cfg.run))]
+        self.lost: set[int] = set()
+        log.info("%d inline actors, %g CPUs each", len(self.actors), cfg.run.inline_cpus)
+
+    def _start(self, index: int) -> Any:
+        options = {
+            "num_cpus": self.cfg.run.inline_cpus,
+            "max_restarts": 0,
+            "max_task_retries": 0,
+            "scheduling_strategy": "SPREAD",
+        }
+        return InlineActor.options(**options).remote(self.cfg, self.table, self.out, index)
+
+    def backends(self) -> dict[str, Any]:
+        """Every actor loads its models; the backends' identity from the first one done (its
+        error, a missing weight file for one, raises here)."""
+        loads = [actor.load.remote() for actor in self.actors]
+        ready, _ = ray.wait(loads, num_returns=1)
+        identity: dict[str, Any] = ray.get(ready[0])
+        return identity
+
+    def run_pass(self, passes: Passes, run_meta: RunMeta) -> None:
+        """Every video of ``passes.todo`` to the actors; the reports into ``passes``; at the
+        end each live actor publishes its open shard."""
+        for k in sorted(self.lost):  # lost in an earlier pass: a fresh actor in its place
+            self.actors[k] = self._start(k)
+        self.lost.clear()
+        todo = deque(passes.todo)
+        total = len(todo)
+        running: dict[Any, tuple[int, str]] = {}
+
+        def give(k: int) -> None:
+            if todo and k not in self.lost:
+                source = todo.popleft()
+                running[self.actors[k].video.remote(source, run_meta)] = (k, source)
+
+        for k in range(len(self.actors)):
+            for _ in range(VIDEOS_IN_FLIGHT):
+                give(k)
+        with tqdm(total=total, unit="video", desc=f"pass {passes.passes}") as bar:
+            while running:
+                ray.wait(list(running), num_returns=1)  # blocks: no polling
+                ready, _ = ray.wait(list(running), num_returns=len(running), timeout=0)
+                for ref in ready:
+                    k, source = running.pop(ref)
+                    try:
+                        reports: list[VideoReport] = ray.get(ref)
+                    except Exception as exc:
+                        if not lost_work(exc):
+                            raise
+                        log.warning("inline actor %d lost with %s: %s", k, source, exc)
+                        self.lost.add(k)
+                        continue
+                    passes.add(reports, len(pickle.dumps(reports)))
+                    bar.update(1)
+                    give(k)
+        self._close()
+
+    def stop(self) -> None:
+        """End every actor (they hold CPUs on a cluster that outlives the job)."""
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+
+    def _close(self) -> None:
+        """Each live actor publishes its open shard and pending rows (a lost one: nothing)."""
+        live = [k for k in range(len(self.actors)) if k not in self.lost]
+        for k, ref in [(k, self.actors[k].close.remote()) for k in live]:
+            try:
+                ray.get(ref)
+            except Exception as exc:
+                if not lost_work(exc):
+                    raise
+                log.warning(
+                    "inline actor %d was lost: its unpublished videos run again (%s)", k, exc
+                )
+                self.lost.add(k)
 
 
 def lost_work(exc: BaseException) -> bool:
@@ -351,14 +451,33 @@ def lost_work(exc: BaseException) -> bool:
     return False
 
 
-def use_fused(r: RunConfig) -> bool:
-    """``run.extractors`` resolved: ``auto`` is fused on a cluster with GPUs."""
+MODE_TEXT = {
+    "inline": "every stage of a video in one actor",
+    "fused": "one fused actor pool",
+    "separate": "a pool per stage",
+}
+
+
+def extractors_mode(r: RunConfig) -> str:
+    """``run.extractors`` resolved: ``auto`` is ``fused`` on a cluster with GPUs, ``inline``
+    without."""
     if r.extractors == "auto":
-        return bool(ray.cluster_resources().get("GPU"))
-    return r.extractors == "fused"
+        return "fused" if ray.cluster_resources().get("GPU") else "inline"
+    return r.extractors
+
+
+def inline_actors(r: RunConfig) -> int:
+    """Actors of the inline pool: ``run.inline_actors``, else as many as the cluster's CPUs
+    hold at ``run.inline_cpus`` each."""
+    if r.inline_actors:
+        return r.inline_actors
+    return max(1, int(ray.cluster_resources().get("CPU", 1.0) // r.inline_cpus))
 
 
 WriterActor = ray.remote(VideoWriter)
+InlineActor = ray.remote(InlineWorker)
+VIDEOS_IN_FLIGHT = 2
+"""Videos handed to an inline actor at a time (one running, one waiting in its queue)."""
 
 
 def start_writers(out: str, cfg: PreprocessConfig) -> list[Any]:
@@ -398,8 +517,8 @@ def _backend_identity(cfg: PreprocessConfig, table: Sequence[Stage]) -> dict[str
 
 def connect(r: RunConfig, table: Sequence[Stage] | None = None) -> bool:
     """Join the configured cluster (``run.address``, else ``RAY_ADDRESS``), or start a local
-    instance sized so that every actor and one task of each kind fit; True if started here."""
-    needed = cpus_needed(r, table, fused=r.extractors == "fused")
+    instance sized so that every actor and one task of each kind fit (the machine's cores at
+    least); True if started here."""
     if ray.is_initialized():
         started = False
     elif address := r.address or os.environ.get("RAY_ADDRESS", ""):
@@ -407,12 +526,14 @@ def connect(r: RunConfig, table: Sequence[Stage] | None = None) -> bool:
         log.info("joined the Ray cluster at %s", address)
         started = True
     else:
+        needed = cpus_needed(r, table, local_mode(r))
         cpus = r.num_cpus or max(os.cpu_count() or 1, math.ceil(needed))
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
         log.info("started a local Ray instance with %d CPUs", cpus)
         started = True
     have = ray.cluster_resources()
     log.info("cluster resources: %s", {k: v for k, v in have.items() if k in ("CPU", "GPU")})
+    needed = cpus_needed(r, table, extractors_mode(r))
     if have.get("CPU", 0.0) < needed:
         log.warning(
             "the cluster has %g CPUs, the actors and one task of each kind need %g: the job "
@@ -423,11 +544,28 @@ def connect(r: RunConfig, table: Sequence[Stage] | None = None) -> bool:
     return started
 
 
-def cpus_needed(r: RunConfig, table: Sequence[Stage] | None = None, fused: bool = False) -> float:
+def local_mode(r: RunConfig) -> str:
+    """The layout :func:`extractors_mode` will choose on a local instance started here (for
+    sizing it): ``auto`` resolved with Ray's own count of this machine's GPUs."""
+    if r.extractors != "auto":
+        return r.extractors
+    from ray._private.accelerators import get_accelerator_manager_for_resource
+
+    manager = get_accelerator_manager_for_resource("GPU")
+    gpus = int(manager.get_current_node_num_accelerators()) if manager else 0
+    return "fused" if gpus else "inline"
+
+
+def cpus_needed(
+    r: RunConfig, table: Sequence[Stage] | None = None, mode: str = "separate"
+) -> float:
     """CPUs that every actor plus one decode task (with its leading CPU stages) and one task
-    of each other CPU group hold at once (writers hold none)."""
+    of each other CPU group hold at once (writers hold none); ``inline``: its actors."""
+    if mode == "inline":
+        return max(1, r.inline_actors) * r.inline_cpus
     total = r.decode_cpus
-    _, groups = split_lead(stage_groups(stages.STAGES if table is None else table, fused))
+    table = stages.STAGES if table is None else table
+    _, groups = split_lead(stage_groups(table, mode == "fused"))
     for group in groups:
         res = group_resources(group, r)
         total += res.actors * res.cpus if group[0].is_model else res.cpus

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from preprocess.clip import Clip, EncodedClip, StageError, VideoInfo
-from preprocess.stages import Stage, StageFn, finished, run_stages
+from preprocess.clip import Clip, EncodedClip, StageError, VideoInfo, video_id_for
+from preprocess.config import PreprocessConfig
+from preprocess.deadline import video_deadline
+from preprocess.stages import Stage, StageFn, decoded_clips, finished, probe, run_stages
 
 NO_FRAMES = np.zeros((0, 1, 1, 3), np.uint8)
 """The ``frames`` of a row that carries none (same rank as real frames: one tensor column)."""
@@ -124,3 +127,26 @@ def batch_of(rows: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
         "item": np.array([r["item"] for r in rows], dtype=object),
         "stored": np.array([r["stored"] for r in rows], dtype=np.int64),
     }
+
+
+def video_items(
+    source: str, cfg: PreprocessConfig, steps: Sequence[tuple[Stage, StageFn]], last: bool
+) -> Iterator[Item]:
+    """One video's items: each clip as it is decoded, through ``steps`` (the ``last`` ones:
+    only its encoded form goes on), then the video's end item (with the error, if any)."""
+    started = time.time()
+    deadline = video_deadline(cfg.run.video_timeout_s, started)
+    head = Item("end", video_id_for(source), source, started, deadline)
+    n = 0
+    try:
+        head.info = probe(source, cfg, deadline)
+        for clip in decoded_clips(head.info, cfg, deadline):
+            item = Item("clip", head.video_id, source, started, deadline, clip, index=n)
+            item.raw_bytes = clip.frames.nbytes
+            item.advance(steps, cfg.run.video_timeout_s, last=last)
+            yield item
+            n += 1
+    except StageError as err:
+        head.fail(err)
+    head.index = n
+    yield head

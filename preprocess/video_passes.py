@@ -63,8 +63,11 @@ class Passes:
 
     def received(self, blob: bytes, other_bytes: int = 0) -> None:
         """One row of the pipeline: the pickled reports of the videos it finished."""
-        self.driver_bytes += len(blob) + other_bytes
-        reports: list[VideoReport] = pickle.loads(blob)
+        self.add(pickle.loads(blob), len(blob) + other_bytes)
+
+    def add(self, reports: list[VideoReport], nbytes: int) -> None:
+        """Reports the driver received, in ``nbytes`` bytes."""
+        self.driver_bytes += nbytes
         for report in reports:
             self.reports[report.row.video_id] = report
 

@@ -1,7 +1,8 @@
 """The Ray job's writers: whole videos committed into each writer's own shards, on the workers.
 
-Each writer actor of ``preprocess.ray_job`` (``run.writers`` of them, one per node by
-default) is a :class:`VideoWriter`: a ``shards.writer.ShardWriter`` with its own shard prefix
+Each writer actor of ``preprocess.ray_job`` (fused and separate layouts: ``run.writers`` of
+them, one per node by default), and the writer inside each actor of the inline layout
+(``preprocess.inline``), is a :class:`VideoWriter`: a ``shards.writer.ShardWriter`` with its own shard prefix
 (``shard-wNNN``) and a :class:`VideoAssembler`. Every item of a video (its clips, encoded,
 and its ``end`` row, from ``preprocess.transit``) goes to the same writer (chosen from the
 video id by :func:`writer_for`); the assembler stages the clips as they arrive, in any order,

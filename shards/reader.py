@@ -21,8 +21,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
-import webdataset as wds
-from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from shards.codec import decode_sample
 from shards.schema import (
@@ -178,6 +176,9 @@ def iter_raw(
 
     A plain webdataset pipeline: shard list -> open -> tar members -> samples grouped by key.
     """
+    import webdataset as wds  # imports torch: only where shards are read (not in Ray workers)
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
     pipeline = wds.DataPipeline(
         wds.SimpleShardList(urls),
         _open_shards,

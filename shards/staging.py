@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import webdataset as wds
+if TYPE_CHECKING:
+    import webdataset as wds
 
 from shards.schema import (
     FIELDS,
@@ -30,6 +31,17 @@ from shards.schema import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def tar_writer(file: Any) -> wds.TarWriter:
+    """A WebDataset tar writer on an open binary file, the fields' bytes written as they are.
+
+    webdataset is imported here, not with the module: its package imports torch (about 1.5 s
+    and 400 MB), which a Ray worker that never writes a tar (a decode task, a model actor)
+    would otherwise pay at start-up."""
+    import webdataset as wds
+
+    return wds.TarWriter(file, encoder=False)
 
 
 def check_video_row(row: VideoRow) -> None:
@@ -90,7 +102,7 @@ class VideoStaging:
         self._file = open(path, "xb")  # noqa: SIM115 (closed in _finish_tar)
         # Locked while open: remove_leftovers deletes only unlocked (dead writers') files.
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
-        self._tar: wds.TarWriter | None = wds.TarWriter(self._file, encoder=False)
+        self._tar: wds.TarWriter | None = tar_writer(self._file)
         self._staged: list[_Staged] = []
         self._keys: set[str] = set()
 

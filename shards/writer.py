@@ -58,9 +58,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import webdataset as wds
+if TYPE_CHECKING:
+    import webdataset as wds
 
 from shards.publish import (
     Destination,
@@ -80,7 +81,7 @@ from shards.schema import (
     rows_to_table,
     shard_name,
 )
-from shards.staging import VideoStaging, check_video_row
+from shards.staging import VideoStaging, check_video_row, tar_writer
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ class ShardWriter:
     def _open_shard(self) -> _OpenShard:
         name, fd = self._dest.claim()
         file = os.fdopen(fd, "wb")
-        tar = wds.TarWriter(file, encoder=False)
+        tar = tar_writer(file)
         return _OpenShard(name, tmp_path(self.shards_dir / f"{name}.tar"), file, tar)
 
     def _close_shard(self) -> None:

@@ -15,6 +15,7 @@ plain ``python train/main.py`` runs one process. See docs/train.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import socket
@@ -102,7 +103,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+        release_shm_buffer()
     return 0
+
+
+def release_shm_buffer() -> None:
+    """Remove this rank's segment of DeepSpeed's shared-memory all-reduce (CPU ranks on one
+    machine), which DeepSpeed creates at start and never unlinks: 66 MB of RAM in
+    ``/dev/shm`` per rank and run, kept until reboot (found here: 149 of them, 9.7 GB). Its
+    name is DeepSpeed's (``ops/csrc/cpu/comm/shm.cpp``); the peers have mapped it already."""
+    name = "deepspeed_allreduce_buffer_{}_{}_{}_{}".format(
+        os.getuid(),
+        os.environ.get("MASTER_ADDR", ""),
+        os.environ.get("MASTER_PORT", ""),
+        os.environ.get("RANK", ""),
+    )
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(f"/dev/shm/{name}")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ def job_overrides(movenet_onnx: Path) -> list[str]:
         "flow.preset=ultrafast",
         "shards.x264_preset=ultrafast",
         "shards.max_clips=1",
+        "run.inline_actors=2",  # the inline layout (the default here): two actors, not one per CPU
     ]
 
 

@@ -14,7 +14,9 @@ check that:
   ``model`` — the node of the fused model actor while it holds a clip in flight (in its pose
   stage); ``writer`` — the node of the writer that has a video open with its first clip
   through (its second clip held at geometry): nothing of that video may be visible after the
-  kill, and the video is committed whole by a second pass over the uncommitted videos.
+  kill, and the video is committed whole by a second pass over the uncommitted videos;
+  ``inline`` — the node of the inline actor (every stage of a video, and its writer) while it
+  holds a clip in its pose stage: its videos run again in a second pass, on a fresh actor.
 
 A lost node ends Ray Data's pass over the videos at worst; the videos not committed are run
 again in the same job (``preprocess.video_passes``).
@@ -59,6 +61,9 @@ pytestmark = pytest.mark.timeout(420)
 FUSED = ["run.extractors=fused"]
 """One fused model actor (pose, flow and depth in one process: fewer processes to start on
 these 2 cores; the separate pools are tested in test_ray_job.py)."""
+INLINE = ["run.extractors=inline"]
+"""Every stage of a video in one actor, which writes its own shards (two actors, spread over
+the worker nodes: ``ray_helpers.job_overrides``)."""
 WORKER_CPUS = 6
 """Logical CPUs of a worker node: every actor and one task of each kind fit on one node, so
 the job goes on when the other node is lost."""
@@ -203,7 +208,7 @@ class NodeRemover(threading.Thread):
         )
 
 
-@pytest.mark.parametrize("kill_point", ["model", "writer"])
+@pytest.mark.parametrize("kill_point", ["model", "writer", "inline"])
 def test_a_lost_node_does_not_end_the_job(
     cluster: Cluster,
     videos: Path,
@@ -217,16 +222,17 @@ def test_a_lost_node_does_not_end_the_job(
     marks, out = tmp_path / "marks", tmp_path / "out"
     # model: v1.mp4's first clip held in the fused actor's pose stage; writer: v2.mp4's second clip held at
     # geometry, so its first clip sits staged (half a video) in its writer.
-    stage, hold = ("pose", "v1.mp4:0") if kill_point == "model" else ("geometry", "v2.mp4:1")
+    # inline: v1.mp4's first clip held in the pose stage of the inline actor that has it.
+    stage, hold = ("geometry", "v2.mp4:1") if kill_point == "writer" else ("pose", "v1.mp4:0")
     monkeypatch.setattr(stages, "STAGES", with_marks(stages.STAGES, stage, marks, hold=hold))
-    overrides = [*job_overrides(movenet_onnx), *FUSED]
-    cfg = load_config(PreprocessConfig, CPU_PRESET, overrides)
-    remover = NodeRemover(cluster, kill_point, marks, out)
+    layout = INLINE if kill_point == "inline" else FUSED
+    cfg = load_config(PreprocessConfig, CPU_PRESET, [*job_overrides(movenet_onnx), *layout])
+    remover = NodeRemover(cluster, "writer" if kill_point == "writer" else "model", marks, out)
     remover.start()
     summary = run_ray([str(videos)], out, cfg)  # no exception: the job survives the node
     remover.join(timeout=HOLD_LIMIT_S)
     assert remover.removed and not remover.problem, remover.problem
     assert summary.status == {"ok": 3}
-    if kill_point == "writer":  # its staged video can only be committed by another pass
+    if kill_point != "model":  # the lost videos can only be committed by another pass
         assert summary.passes == 2
     check_output(out, local_out)

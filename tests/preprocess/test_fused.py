@@ -60,7 +60,9 @@ def test_operators_fused_and_separate() -> None:
     cfg.run.fused_actors = 2
     assert group_resources(fused, cfg.run).actors == 2
     # decode (+ encode) 1 + 2 fused actors x 2.25 + one geometry/pack task 1
-    assert cpus_needed(cfg.run, fused=True) == 1 + 2 * 2.25 + 1
+    assert cpus_needed(cfg.run, mode="fused") == 1 + 2 * 2.25 + 1
+    cfg.run.inline_actors, cfg.run.inline_cpus = 3, 1.5
+    assert cpus_needed(cfg.run, mode="inline") == 4.5  # inline: its actors only
     assert [s.name for s in model_run(with_audit_stage(before="geometry"))] == [
         "pose",
         "flow",

@@ -33,6 +33,7 @@ from preprocess.deadline import within_deadline
 from preprocess.pipeline import run
 from preprocess.pose.precomputed import write_sidecar
 from preprocess.ray_job import cpus_needed, run_ray
+from preprocess.runner import RunSummary
 from preprocess.stages import stage_names
 from preprocess.transit import Item, from_row, to_row
 from preprocess.writers import VideoWriter, writer_prefix
@@ -109,23 +110,57 @@ def videos(vtest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def local_out(
+    videos: Path, movenet_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, RunSummary]:
+    """The in-process run of ``videos`` with one entry added to the stage table: a model stage
+    that fails on bad.mp4 (both runners must run it, time it and report its failure)."""
+    out = tmp_path_factory.mktemp("local") / "out"
+    overrides = [*job_overrides(movenet_onnx), "run.runner=local"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stages, "STAGES", with_audit_stage(before="geometry"))
+        summary = run([str(videos)], out, load_config(PreprocessConfig, CPU_PRESET, overrides))
+    return out, summary
+
+
+def same_as_local(out: Path, local: Path) -> None:
+    """The local run's videos (status, failure stage, clips) and clips (keys, none twice,
+    statistics), in an output that validates."""
+    by_name = {Path(r["source"]).name: r for r in read_videos(out).to_pylist()}
+    expected = {Path(r["source"]).name: r for r in read_videos(local).to_pylist()}
+    assert sorted(by_name) == sorted(expected)
+    for name, row in expected.items():
+        got = by_name[name]
+        assert (got["status"], got["error_stage"], got["n_clips"]) == (
+            row["status"],
+            row["error_stage"],
+            row["n_clips"],
+        ), name
+    a = read_clips(local, columns=COMPARED).sort_by("key").to_pandas()
+    b = read_clips(out, columns=COMPARED).sort_by("key").to_pandas()
+    assert list(a.key) == clip_keys(out)  # same keys, no duplicates
+    np.testing.assert_allclose(a.bg_flow_mean, b.bg_flow_mean, rtol=1e-5)
+    assert a.drop(columns=["bg_flow_mean", "pose_score_mean"]).equals(
+        b.drop(columns=["bg_flow_mean", "pose_score_mean"])
+    )
+    assert validates(out)
+
+
 def test_ray_job_writes_what_the_local_run_writes(
     local_ray: None,
     videos: Path,
     movenet_onnx: Path,
+    local_out: tuple[Path, RunSummary],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # One entry added to the table: a model stage that fails on bad.mp4 (both runners).
     table = with_audit_stage(before="geometry")
-    monkeypatch.setattr(stages, "STAGES", table)
-    overrides = job_overrides(movenet_onnx)
-    local_cfg = load_config(PreprocessConfig, CPU_PRESET, [*overrides, "run.runner=local"])
-    # A GPU fraction on this GPU-less instance must fall back to CPU, not wait forever.
-    ray_cfg = load_config(
-        PreprocessConfig, CPU_PRESET, [*overrides, "run.pose_actors=2", "run.flow_gpus=0.5"]
-    )
-    local = run([str(videos)], tmp_path / "local", local_cfg)
+    local_path, local = local_out
+    # Separate pools; a GPU fraction on this GPU-less instance must fall back to CPU, not
+    # wait forever.
+    separate = ["run.extractors=separate", "run.pose_actors=2", "run.flow_gpus=0.5"]
+    ray_cfg = load_config(PreprocessConfig, CPU_PRESET, [*job_overrides(movenet_onnx), *separate])
     # The Ray run: the pose stage marked, the first clip of v0.mp4 held until its actor dies.
     folder = tmp_path / "marks"
     monkeypatch.setattr(stages, "STAGES", with_marks(table, "pose", folder, hold="v0.mp4:0"))
@@ -152,23 +187,7 @@ def test_ray_job_writes_what_the_local_run_writes(
     for s in (summary, local):  # the added stage is timed in the actors like the others
         assert list(s.stage_seconds) == [*stage_names()] and s.stage_seconds["audit"] >= 0.08
     assert cpus_needed(ray_cfg.run) == 1 + 2 + 1 + 0.25 + 0.25 + 1  # decode, actors, task
-    by_name = {Path(r["source"]).name: r for r in read_videos(tmp_path / "ray").to_pylist()}
-    expected = {Path(r["source"]).name: r for r in read_videos(tmp_path / "local").to_pylist()}
-    for name, row in expected.items():
-        got = by_name[name]
-        assert (got["status"], got["error_stage"], got["n_clips"]) == (
-            row["status"],
-            row["error_stage"],
-            row["n_clips"],
-        ), name
-    a = read_clips(tmp_path / "local", columns=COMPARED).sort_by("key").to_pandas()
-    b = read_clips(tmp_path / "ray", columns=COMPARED).sort_by("key").to_pandas()
-    assert list(a.key) == clip_keys(tmp_path / "ray")  # same keys, no duplicates
-    np.testing.assert_allclose(a.bg_flow_mean, b.bg_flow_mean, rtol=1e-5)
-    assert a.drop(columns=["bg_flow_mean", "pose_score_mean"]).equals(
-        b.drop(columns=["bg_flow_mean", "pose_score_mean"])
-    )
-    assert validates(tmp_path / "ray")
+    same_as_local(tmp_path / "ray", local_path)
     assert "frames/s per stage: decode" in summary.format()
     # The writer actor wrote the shards under its own prefix; the driver got reports only
     # (a few hundred bytes per video, against ~0.3 MB of raw frames per stored frame here).
@@ -181,7 +200,49 @@ def test_ray_job_writes_what_the_local_run_writes(
     monkeypatch.setattr(stages, "STAGES", table)
     again = run_ray([str(videos)], tmp_path / "ray", ray_cfg)
     assert again.skipped_done == 5 and again.clips == 0
-    assert clip_keys(tmp_path / "ray") == list(a.key)
+    assert clip_keys(tmp_path / "ray") == clip_keys(local_path)
+
+
+def test_the_inline_layout_writes_what_the_local_run_writes(
+    local_ray: None,
+    videos: Path,
+    movenet_onnx: Path,
+    local_out: tuple[Path, RunSummary],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every stage of a video in one actor that writes its own shards; the actor holding the
+    first clip of v0.mp4 in its pose stage is killed: its videos run again in a second pass,
+    on a fresh actor, and the output is the local run's."""
+    local_path, local = local_out
+    folder = tmp_path / "marks"
+    table = with_marks(with_audit_stage(before="geometry"), "pose", folder, hold="v0.mp4:0")
+    monkeypatch.setattr(stages, "STAGES", table)
+    # One actor: after the kill, only a fresh actor in its place can do the second pass.
+    overrides = [*job_overrides(movenet_onnx), "run.extractors=inline", "run.inline_actors=1"]
+    cfg = load_config(PreprocessConfig, CPU_PRESET, overrides)
+    killer = ActorKiller(folder)
+    killer.start()
+    try:
+        summary = run_ray([str(videos)], tmp_path / "ray", cfg)
+    finally:
+        killer.stop.set()
+        (folder / "release").touch()
+        killer.join()
+    assert killer.killed is not None, killer.problem
+    key, killed = killer.killed
+    started, done = marks(folder, "start"), marks(folder, "done")
+    assert killed in started[key] and len(done[key]) == 1, (started[key], done[key])
+    assert done[key] != [killed]  # finished by another process: the second pass's actor
+    assert summary.passes == 2
+    assert summary.status == local.status == {"ok": 2, "failed": 3}
+    assert summary.clips == local.clips == 4 and summary.frames == 48
+    assert summary.stage_seconds["audit"] >= 0.08  # the added stage is timed in the actors too
+    same_as_local(tmp_path / "ray", local_path)
+    shards = read_clips(tmp_path / "ray").column("shard").to_pylist()
+    assert {c.split("-")[1] for c in shards} == {"w000"}  # the actor's own prefix
+    assert 0 < summary.driver_bytes < 1024 * summary.frames
+    assert summary.store_ratio() == 0  # neither frames nor samples cross the object store
 
 
 def test_stage_failures_and_timeouts_become_failed_rows(
@@ -250,6 +311,15 @@ def test_importing_preprocess_does_not_import_ray() -> None:
         "preprocess.stages, shards.writer; "
         "print('ray' in sys.modules)"
     )
+    result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_the_ray_job_module_does_not_import_torch() -> None:
+    """Every Ray worker imports ``preprocess.ray_job``; torch (about 1.5 s and 400 MB each,
+    pulled in by webdataset's package) is imported only where a tar is written or a stage
+    needs it."""
+    code = "import sys, preprocess.ray_job; print('torch' in sys.modules)"
     result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

@@ -28,12 +28,16 @@ def free_port() -> int:
 def launch(config: str, *overrides: str, ranks: int = 1, resume: bool = False) -> str:
     """Run ``deepspeed --num_gpus RANKS train/main.py`` on ``jobs/train/CONFIG`` and return its
     output (fails on rc != 0, with the output's tail)."""
-    cmd = [str(DEEPSPEED), "--num_gpus", str(ranks), "--master_port", str(free_port())]
+    port = free_port()
+    cmd = [str(DEEPSPEED), "--num_gpus", str(ranks), "--master_port", str(port)]
     cmd += ["train/main.py", "--config", f"jobs/train/{config}", *overrides]
     cmd += ["--resume"] if resume else []
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=500)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
+    # DeepSpeed's shared-memory all-reduce segments (one per rank) are gone with the run.
+    left = sorted(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))
+    assert not left, f"left in /dev/shm: {[p.name for p in left]}"
     return output
 
 
