@@ -395,8 +395,8 @@ class InlinePool:
                 source = todo.popleft()
                 running[self.actors[k].video.remote(source, run_meta)] = (k, source)
 
-        for k in range(len(self.actors)):
-            for _ in range(VIDEOS_IN_FLIGHT):
+        for _ in range(VIDEOS_IN_FLIGHT):  # one video to each actor first, then a second
+            for k in range(len(self.actors)):
                 give(k)
         with tqdm(total=total, unit="video", desc=f"pass {passes.passes}") as bar:
             while running:

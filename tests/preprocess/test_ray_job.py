@@ -245,6 +245,22 @@ def test_the_inline_layout_writes_what_the_local_run_writes(
     assert summary.store_ratio() == 0  # neither frames nor samples cross the object store
 
 
+def test_the_inline_actors_start_one_video_each(
+    local_ray: None, vtest: Path, movenet_onnx: Path, tmp_path: Path
+) -> None:
+    """Two videos, two actors: each actor gets one at once (the second video would otherwise
+    wait in the first actor's queue while the other actor idles)."""
+    folder = tmp_path / "videos"
+    vtest_videos(vtest, folder, n_videos=2, frames=16)
+    overrides = [*job_overrides(movenet_onnx), "run.extractors=inline"]
+    summary = run_ray(
+        [str(folder)], tmp_path / "out", load_config(PreprocessConfig, CPU_PRESET, overrides)
+    )
+    assert summary.status == {"ok": 2}
+    shards = read_clips(tmp_path / "out").column("shard").to_pylist()
+    assert sorted(s.split("-")[1] for s in shards) == ["w000", "w001"]
+
+
 def test_stage_failures_and_timeouts_become_failed_rows(
     local_ray: None, vtest: Path, movenet_onnx: Path, tmp_path: Path
 ) -> None:
