@@ -210,12 +210,13 @@ class RunConfig:
     """Logical CPUs of a new local instance (0: enough for every actor and one task, at least
     the machine's cores). Ignored on a cluster."""
     decode_cpus: float = 1.0
-    """CPUs per decode task (one video per task: decoding, then the encode stage's x264 of
-    each clip); decode runs in tasks, as many as CPUs allow."""
+    """Fused and separate layouts: CPUs per decode task (one video per task: decoding, then
+    the encode stage's x264 of each clip); decode runs in tasks, as many as CPUs allow."""
     geometry_cpus: float = 1.0
-    """CPUs per geometry + pack task (one clip per task)."""
+    """Fused and separate layouts: CPUs per geometry + pack task (one clip per task)."""
     pose_actors: int = 1
-    """Pose actors (each loads the model once). With GPUs: GPUs x actors per GPU."""
+    """Separate layout: pose actors (each loads the model once). With GPUs: GPUs x actors per
+    GPU. The ``run.<stage>_*`` keys also size a fused actor (``run.fused_actors``)."""
     pose_gpus: float = 0.0
     """GPUs per pose actor (0.5: two actors share a GPU)."""
     pose_cpus: float = 1.0
@@ -250,8 +251,9 @@ class RunConfig:
     largest ``run.<stage>_actors`` of the fused stages. A fused actor reserves the sum of
     their ``run.<stage>_cpus`` and of their ``run.<stage>_gpus`` (at most 1)."""
     writers: int = 0
-    """Writer actors: each commits whole videos into its own shards (``shard-wNNN-*``) and
-    Parquet files, so no sample passes through the driver. 0: one per node that has CPUs."""
+    """Fused and separate layouts: writer actors, each committing whole videos into its own
+    shards (``shard-wNNN-*``) and Parquet files, so no sample passes through the driver. 0: one
+    per node that has CPUs. (An inline actor writes its own shards.)"""
     clips_per_batch: int = 1
     """Clips handed to a model actor per call (``map_batches`` batch size); each clip is up to
     ``decode.clip_frames`` frames, and the backend batches frames within it."""
