@@ -11,8 +11,9 @@
    takes minutes here) each video gets a pose sidecar of one synthetic person; ``config``
    keeps the preset's pose model.
 2. Each stage alone, in this process, on the first ``--alone-videos`` videos (as both
-   runners build them: ``preprocess.stages``; the codecs on one thread, as in a one-CPU Ray
-   task; one video first, uncounted, as warm-up): CPU-seconds (getrusage, every thread) per
+   runners build them: ``preprocess.stages``; the codecs and OpenCV on one thread, as in a
+   one-CPU Ray task; each clip through the stages as it is decoded, each stage call timed by
+   itself; one video first, uncounted, as warm-up): CPU-seconds (getrusage, every thread) per
    stored frame; decode includes opening and probing each video. Measured before and after
    the job, since this machine's speed drifts over minutes: the bound uses their mean and
    their spread is printed. The CPU bound for any runner is cores ÷ the sum of the stages'
@@ -48,6 +49,7 @@ from pipeline import WorkerMemory  # benchmarks/pipeline.py: the same Ray worker
 
 from preprocess.config import PreprocessConfig
 from preprocess.decode import iter_clips, probe_video
+from preprocess.devices import apply_cpu_threads
 from preprocess.pose.precomputed import write_sidecar
 from preprocess.ray_job import run_ray
 from preprocess.runner import backend_identities, build_steps, load_models
@@ -134,10 +136,12 @@ def build_corpus(source: str, folder: Path, videos: int, length: int, sidecars: 
 def stages_alone(videos: list[str], cfg: PreprocessConfig) -> tuple[int, dict[str, float]]:
     """(stored frames, CPU-seconds per stored frame of each stage run alone), the codecs on
     one thread as in a one-CPU Ray task (Ray sets ``OMP_NUM_THREADS`` there, which
-    ``preprocess.devices.cpu_threads`` reads). The first video runs once before, uncounted:
+    ``preprocess.devices.cpu_threads`` reads; OpenCV likewise, ``apply_cpu_threads``). The
+    first video runs once before, uncounted:
     the first opening of the libraries and the models' first calls are start-up, which the
     job pays once per worker, not per frame."""
     os.environ["OMP_NUM_THREADS"] = "1"
+    apply_cpu_threads()  # OpenCV on one thread too, as in a Ray worker
     models = load_models(cfg)
     run_meta = {"config": config_to_dict(cfg), "backends": backend_identities(models)}
     steps = build_steps(cfg, run_meta, models)
@@ -148,19 +152,24 @@ def stages_alone(videos: list[str], cfg: PreprocessConfig) -> tuple[int, dict[st
 def measure_stages(
     videos: list[str], cfg: PreprocessConfig, steps: list[tuple[Stage, StageFn]]
 ) -> tuple[int, dict[str, float]]:
-    """(stored frames, CPU-seconds per stored frame of each stage) of ``videos``, one stage
-    at a time over all of their clips."""
+    """(stored frames, CPU-seconds per stored frame of each stage) of ``videos``: each clip
+    through the stages as it is decoded, every stage call timed by itself. One clip in memory
+    at a time, as in every runner (decoding all the clips first, then each stage over all of
+    them, cost 2.5-6 ms more per frame in decode: the page faults of holding them all)."""
     cpu: dict[str, float] = defaultdict(float)
-    clips = []
+    frames = 0
     for video in videos:
         start = cpu_seconds()
-        clips += list(iter_clips(probe_video(video, cfg.decode), cfg.decode))
-        cpu[DECODE] += cpu_seconds() - start
-    frames = sum(c.n_frames for c in clips)
-    for stage, fn in steps:
-        start = cpu_seconds()
-        clips = [run_stage(stage, fn, c, None, 0.0) for c in clips]
-        cpu[stage.name] += cpu_seconds() - start
+        clips = iter_clips(probe_video(video, cfg.decode), cfg.decode)
+        while (clip := next(clips, None)) is not None:
+            cpu[DECODE] += cpu_seconds() - start
+            frames += clip.n_frames
+            for stage, fn in steps:
+                start = cpu_seconds()
+                clip = run_stage(stage, fn, clip, None, 0.0)
+                cpu[stage.name] += cpu_seconds() - start
+            start = cpu_seconds()
+        cpu[DECODE] += cpu_seconds() - start  # the end of the video
     return frames, {name: s / frames for name, s in cpu.items()}
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from preprocess.config import PreprocessConfig
+from preprocess.devices import apply_cpu_threads
 from preprocess.runner import backend_identities, build_steps, load_models
 from preprocess.stages import ModelStage, RunMeta, Stage, StageFn
 from preprocess.transit import video_items
@@ -43,6 +44,7 @@ class InlineWorker:
     def load(self) -> dict[str, Any]:
         """Load every model (once); the identity of each backend (``OUT/backends.json``)."""
         if self.models is None:
+            apply_cpu_threads()  # OpenCV on the actor's CPUs, as the codecs
             self.models = load_models(self.cfg, self.table)
         return backend_identities(self.models)
 

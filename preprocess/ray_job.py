@@ -54,6 +54,7 @@ from tqdm import tqdm
 
 from preprocess import stages
 from preprocess.config import PreprocessConfig, RunConfig
+from preprocess.devices import apply_cpu_threads
 from preprocess.fused import FusedExtractors
 from preprocess.inline import InlineWorker
 from preprocess.runner import (
@@ -218,6 +219,7 @@ def decode_video(
 ) -> Iterator[dict[str, Any]]:
     """Probe one video and stream its clips, each through the ``lead`` CPU stages, then its
     end row (with the error, if any)."""
+    apply_cpu_threads()  # OpenCV on the task's CPUs, as the codecs
     steps = [(s, s.cpu(cfg, run_meta)) for s in lead if s.cpu is not None]
     for item in video_items(row["source"], cfg, steps, last=False):
         yield to_row(item, keep_frames)
@@ -234,6 +236,7 @@ class ModelActor:
         writers: Sequence[Any] | None,
         keep_frames: bool,
     ) -> None:
+        apply_cpu_threads()  # OpenCV on the actor's CPUs, as the codecs
         self.extractors = FusedExtractors(cfg, group)
         self.limit, self.writers, self.keep_frames = cfg.run.video_timeout_s, writers, keep_frames
 
@@ -258,6 +261,7 @@ def cpu_stages(
     """Consecutive CPU stages on one clip (built here: they are cheap to build)."""
     item = from_row(row)
     if item.kind == "clip" and item.error is None:
+        apply_cpu_threads()
         steps = [(s, s.cpu(cfg, run_meta)) for s in group if s.cpu is not None]
         item.advance(steps, cfg.run.video_timeout_s, last=writers is not None)
     return to_row(item, keep_frames) if writers is None else deliver(item, writers)

@@ -3,11 +3,19 @@ against this machine; every backend's use of it is in test_backends.py."""
 
 from __future__ import annotations
 
+import cv2
 import onnxruntime as ort
 import pytest
 import torch
 
-from preprocess.devices import DTYPES, onnx_providers, resolve_device, torch_device, torch_dtype
+from preprocess.devices import (
+    DTYPES,
+    apply_cpu_threads,
+    onnx_providers,
+    resolve_device,
+    torch_device,
+    torch_dtype,
+)
 
 
 def test_auto_and_cpu_resolve_to_what_is_present() -> None:
@@ -58,3 +66,19 @@ def test_torch_dtype_auto_is_bfloat16_on_cuda_only() -> None:
     ]
     with pytest.raises(ValueError, match="'fp16' is not one of auto, float32"):
         torch_dtype("fp16", "cpu")
+
+
+def test_opencv_runs_on_the_workers_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-CPU Ray worker (OMP_NUM_THREADS=1, set by Ray) runs OpenCV on one thread, which
+    OpenCV would not do by itself; without OMP_NUM_THREADS OpenCV keeps its own choice."""
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        apply_cpu_threads()
+        assert cv2.getNumThreads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        apply_cpu_threads()
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
