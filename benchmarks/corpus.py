@@ -155,7 +155,7 @@ def measure_stages(
     """(stored frames, CPU-seconds per stored frame of each stage) of ``videos``: each clip
     through the stages as it is decoded, every stage call timed by itself. One clip in memory
     at a time, as in every runner (decoding all the clips first, then each stage over all of
-    them, cost 2.5-6 ms more per frame in decode: the page faults of holding them all)."""
+    them, cost 2-4 ms more per frame in decode: the page faults of holding them all)."""
     cpu: dict[str, float] = defaultdict(float)
     frames = 0
     for video in videos:
