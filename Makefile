@@ -63,8 +63,8 @@ demo:
 	fi
 
 # The top-down CPU pose (about 8 frames/s alone on 2 cores; inside this job the two videos run at
-# once, one per core, pose 6.5 frames/s each; docs/pose.md) on the first 64 frames of each video
-# (about 25 s): DEMO_FRAMES=0 for all of them.
+# once, one per core, pose about 7 frames/s each; docs/pose.md) on the first 64 frames of each
+# video (about 20 s): DEMO_FRAMES=0 for all of them.
 DEMO_FRAMES ?= 64
 demo-cpu: demo-assets $(STAMP)
 	$(PY) -m preprocess --config jobs/preprocess/cpu.yaml --output $(DEMO_OUT) \
