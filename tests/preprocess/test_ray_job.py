@@ -99,6 +99,23 @@ class ActorKiller(threading.Thread):
         self.killed = (key, int(pid))
 
 
+def run_killing_the_holder(
+    videos: Path, out: Path, cfg: PreprocessConfig, folder: Path
+) -> tuple[RunSummary, tuple[str, int]]:
+    """``run_ray`` while an :class:`ActorKiller` kills the process holding the marked clip:
+    the summary, and (clip key, PID) of the attempt killed."""
+    killer = ActorKiller(folder)
+    killer.start()
+    try:
+        summary = run_ray([str(videos)], out, cfg)
+    finally:
+        killer.stop.set()
+        (folder / "release").touch()  # a held clip whose actor was not killed goes on
+        killer.join()
+    assert killer.killed is not None, killer.problem
+    return summary, killer.killed
+
+
 @pytest.fixture(scope="module")
 def videos(vtest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("videos")
@@ -164,16 +181,7 @@ def test_ray_job_writes_what_the_local_run_writes(
     # The Ray run: the pose stage marked, the first clip of v0.mp4 held until its actor dies.
     folder = tmp_path / "marks"
     monkeypatch.setattr(stages, "STAGES", with_marks(table, "pose", folder, hold="v0.mp4:0"))
-    killer = ActorKiller(folder)
-    killer.start()
-    try:
-        summary = run_ray([str(videos)], tmp_path / "ray", ray_cfg)
-    finally:
-        killer.stop.set()
-        (folder / "release").touch()  # a held clip whose actor was not killed goes on
-        killer.join()
-    assert killer.killed is not None, killer.problem
-    key, killed = killer.killed
+    summary, (key, killed) = run_killing_the_holder(videos, tmp_path / "ray", ray_cfg, folder)
     started, done = marks(folder, "start"), marks(folder, "done")
     assert len(started[key]) == 2 and killed in started[key], started[key]  # tried twice
     (retry,) = set(started[key]) - {killed}
@@ -221,16 +229,7 @@ def test_the_inline_layout_writes_what_the_local_run_writes(
     # One actor: after the kill, only a fresh actor in its place can do the second pass.
     overrides = [*job_overrides(movenet_onnx), "run.extractors=inline", "run.inline_actors=1"]
     cfg = load_config(PreprocessConfig, CPU_PRESET, overrides)
-    killer = ActorKiller(folder)
-    killer.start()
-    try:
-        summary = run_ray([str(videos)], tmp_path / "ray", cfg)
-    finally:
-        killer.stop.set()
-        (folder / "release").touch()
-        killer.join()
-    assert killer.killed is not None, killer.problem
-    key, killed = killer.killed
+    summary, (key, killed) = run_killing_the_holder(videos, tmp_path / "ray", cfg, folder)
     started, done = marks(folder, "start"), marks(folder, "done")
     assert killed in started[key] and len(done[key]) == 1, (started[key], done[key])
     assert done[key] != [killed]  # finished by another process: the second pass's actor
