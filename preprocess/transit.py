@@ -13,7 +13,10 @@ none: end rows, failed clips, encoded clips, and clips whose later stages read n
 without pixels); ``item`` is the rest of the :class:`Item` (its
 small arrays and metadata), pickled without the frames; ``stored`` counts the bytes the item
 has put into the object store so far (``Item.store_bytes``, rows and the encoded sample), which the writer sums into the run summary
-(object-store bytes per stored frame ÷ the raw frame). Nothing here imports Ray.
+(object-store bytes per stored frame ÷ the raw frame). :func:`video_items` makes a video's
+items (its decoded clips, then its end marker) for the decode tasks and for the inline
+layout's actors (``preprocess.inline``), which hand them straight to their own writer.
+Nothing here imports Ray.
 """
 
 from __future__ import annotations

@@ -331,7 +331,7 @@ def test_importing_preprocess_does_not_import_ray() -> None:
 
 
 def test_the_ray_job_module_does_not_import_torch() -> None:
-    """Every Ray worker imports ``preprocess.ray_job``; torch (about 1.5 s and 400 MB each,
+    """Every Ray worker imports ``preprocess.ray_job``; torch (about 1 s and 200 MB each,
     pulled in by webdataset's package) is imported only where a tar is written or a stage
     needs it."""
     code = "import sys, preprocess.ray_job; print('torch' in sys.modules)"
